@@ -1,0 +1,175 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The control API's version, sent in every response's `Fleet-Version` header.
+public let fleetVersion = "0.1.0"
+
+/// JSON coders shared by `fleetd` and `fleetctl`: snake_case keys, ISO-8601 dates.
+public enum API {
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = pretty
+            ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            : [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}
+
+/// `GET /v1/status`: the fleet, its quota reading and every configured slot.
+public struct FleetStatus: Codable, Sendable, Equatable {
+    public var fleet: FleetInfo
+    public var quota: QuotaInfo?
+    public var slots: [SlotStatus]
+    /// True when read from the database because the daemon did not answer.
+    public var offline: Bool?
+
+    public init(fleet: FleetInfo, quota: QuotaInfo?, slots: [SlotStatus], offline: Bool? = nil) {
+        self.fleet = fleet
+        self.quota = quota
+        self.slots = slots
+        self.offline = offline
+    }
+}
+
+/// The daemon itself.
+public struct FleetInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var version: String
+    public var pid: Int32
+    public var startedAt: Date
+    public var desiredSlots: Int
+    public var runningSlots: Int
+    public var configuredSlots: Int
+    public var jobsDone: Int
+    public var jobsFailed: Int
+
+    public init(
+        name: String, version: String, pid: Int32, startedAt: Date, desiredSlots: Int,
+        runningSlots: Int, configuredSlots: Int, jobsDone: Int, jobsFailed: Int
+    ) {
+        self.name = name
+        self.version = version
+        self.pid = pid
+        self.startedAt = startedAt
+        self.desiredSlots = desiredSlots
+        self.runningSlots = runningSlots
+        self.configuredSlots = configuredSlots
+        self.jobsDone = jobsDone
+        self.jobsFailed = jobsFailed
+    }
+}
+
+/// The fleet's latest quota reading.
+public struct QuotaInfo: Codable, Sendable, Equatable {
+    /// Percent remaining, 0-100.
+    public var pct: Int
+    public var resetsAt: Date?
+    public var checkedAt: Date
+    /// Where it came from: `anthropic`, `command`, `off`.
+    public var source: String
+
+    public init(pct: Int, resetsAt: Date?, checkedAt: Date, source: String) {
+        self.pct = pct
+        self.resetsAt = resetsAt
+        self.checkedAt = checkedAt
+        self.source = source
+    }
+}
+
+/// The job a slot holds.
+public struct JobRef: Codable, Sendable, Equatable {
+    public var id: String
+    public var kind: String
+    public var since: Date
+
+    public init(id: String, kind: String, since: Date) {
+        self.id = id
+        self.kind = kind
+        self.since = since
+    }
+}
+
+/// One configured slot: what is wanted of it and what it does.
+public struct SlotStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var desired: SlotDesire
+    public var state: SlotState
+    public var instanceId: String?
+    public var job: JobRef?
+    public var restarts: Int
+    public var lastError: String?
+    public var quotaFloor: Int
+    public var lastHeartbeat: Date?
+    public var jobsDone: Int
+    public var jobsFailed: Int
+    public var since: Date?
+
+    public init(
+        name: String, desired: SlotDesire, state: SlotState, instanceId: String? = nil,
+        job: JobRef? = nil, restarts: Int = 0, lastError: String? = nil, quotaFloor: Int = 0,
+        lastHeartbeat: Date? = nil, jobsDone: Int = 0, jobsFailed: Int = 0, since: Date? = nil
+    ) {
+        self.name = name
+        self.desired = desired
+        self.state = state
+        self.instanceId = instanceId
+        self.job = job
+        self.restarts = restarts
+        self.lastError = lastError
+        self.quotaFloor = quotaFloor
+        self.lastHeartbeat = lastHeartbeat
+        self.jobsDone = jobsDone
+        self.jobsFailed = jobsFailed
+        self.since = since
+    }
+}
+
+/// A job this fleet claimed, as recorded in the database.
+public struct JobRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var slot: String
+    public var kind: String
+    public var claimedAt: Date
+    public var finishedAt: Date?
+    /// `running`, `done`, `failed`, `cancelled`, `released`, `skipped`.
+    public var outcome: String
+    public var error: String?
+    public var agentPid: Int32?
+
+    public init(
+        id: String, slot: String, kind: String, claimedAt: Date, finishedAt: Date? = nil,
+        outcome: String, error: String? = nil, agentPid: Int32? = nil
+    ) {
+        self.id = id
+        self.slot = slot
+        self.kind = kind
+        self.claimedAt = claimedAt
+        self.finishedAt = finishedAt
+        self.outcome = outcome
+        self.error = error
+        self.agentPid = agentPid
+    }
+}
+
+/// The body of every error answer.
+public struct APIError: Codable, Sendable, Error, Equatable {
+    public var error: String
+    public var hint: String?
+
+    public init(error: String, hint: String? = nil) {
+        self.error = error
+        self.hint = hint
+    }
+}

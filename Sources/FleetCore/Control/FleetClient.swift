@@ -1,0 +1,97 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a control call failed, mapped to `fleetctl`'s exit codes.
+public enum FleetClientError: Error, CustomStringConvertible {
+    /// Nobody listens on the socket (exit 3).
+    case notRunning(path: String, reason: String)
+    /// The daemon accepted but did not answer in time (exit 4).
+    case timeout(path: String, seconds: Double)
+    /// The answer could not be read.
+    case badResponse(String)
+    /// The daemon answered with an error status.
+    case server(status: Int, APIError)
+
+    public var description: String {
+        switch self {
+        case .notRunning(let path, let reason): "fleetd is not running (\(path): \(reason))"
+        case .timeout(let path, let seconds):
+            "fleetd did not answer within \(formatDuration(seconds)) on \(path)"
+        case .badResponse(let why): "unreadable answer from fleetd: \(why)"
+        case .server(_, let error): error.error
+        }
+    }
+}
+
+/// The control API's client: plain HTTP/1.1 over the Unix socket, no libcurl.
+public struct FleetClient: Sendable {
+    public var socketPath: String
+    public var timeout: Double
+
+    public init(socketPath: String, timeout: Double = 5) {
+        self.socketPath = socketPath
+        self.timeout = timeout
+    }
+
+    /// Sends one request and reads the whole answer, within `timeout` overall.
+    public func send(_ method: String, _ path: String, body: Data? = nil) throws(FleetClientError) -> HTTPResponse {
+        let deadline = monotonicSeconds() + timeout
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(path: socketPath, timeout: timeout)
+        } catch {
+            if error.errno == EAGAIN || error.errno == ETIMEDOUT {
+                throw .timeout(path: socketPath, seconds: timeout)
+            }
+            throw .notRunning(path: socketPath, reason: String(cString: strerror(error.errno)))
+        }
+        defer { close(fd) }
+
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: fleetd\r\nUser-Agent: fleetctl/\(fleetVersion)\r\n"
+        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        head += "Connection: close\r\n\r\n"
+        guard UnixSocket.writeAll(fd, Array(head.utf8) + Array(body ?? Data())) else {
+            throw .timeout(path: socketPath, seconds: timeout)
+        }
+
+        var buffer: [UInt8] = []
+        while true {
+            let left = deadline - monotonicSeconds()
+            guard left > 0 else { throw .timeout(path: socketPath, seconds: timeout) }
+            UnixSocket.setTimeouts(fd, seconds: left)
+            let n = UnixSocket.read(fd, into: &buffer)
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout(path: socketPath, seconds: timeout) }
+                throw .badResponse(String(cString: strerror(errno)))
+            }
+            if let response = HTTPParser.parseResponse(buffer), n == 0 || response.header("content-length") != nil {
+                return response
+            }
+            if n == 0 { throw .badResponse("connection closed mid-answer") }
+        }
+    }
+
+    /// Calls the API and decodes the JSON answer, mapping error statuses.
+    public func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as type: T.Type) throws(FleetClientError) -> (T, HTTPResponse) {
+        let response = try send(method, path, body: body)
+        let data = Data(response.body)
+        guard (200..<300).contains(response.status) else {
+            let error = (try? API.decoder().decode(APIError.self, from: data))
+                ?? APIError(error: "HTTP \(response.status)")
+            throw .server(status: response.status, error)
+        }
+        do {
+            return (try API.decoder().decode(T.self, from: data), response)
+        } catch {
+            throw .badResponse("\(error)")
+        }
+    }
+}

@@ -1,0 +1,146 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Severity of a log line, as in syslog.
+public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
+    case debug, info, notice, warning, error
+
+    public var name: String {
+        switch self {
+        case .debug: "debug"
+        case .info: "info"
+        case .notice: "notice"
+        case .warning: "warning"
+        case .error: "error"
+        }
+    }
+
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Line format of the daemon's log.
+public enum LogFormat: String, Sendable {
+    case logfmt, json
+}
+
+/// One line per event: a short constant message, data as key=value fields.
+///
+/// Written to a descriptor (stderr by default) with a single `write` per line, so lines
+/// from several threads never interleave. A failed write (full disk, closed pipe) is
+/// counted, never fatal: logging degrades, supervision goes on.
+public final class Logger: Sendable {
+    public let level: LogLevel
+    public let format: LogFormat
+    private let fd: Int32
+    private let base: [(String, String)]
+    private let failures: Mutex<Int>
+
+    public init(
+        level: LogLevel = .info, format: LogFormat = .logfmt, fd: Int32 = 2,
+        fields: [(String, String)] = []
+    ) {
+        self.level = level
+        self.format = format
+        self.fd = fd
+        self.base = fields
+        self.failures = Mutex(0)
+    }
+
+    /// Writes that failed so far (a full disk, a closed descriptor).
+    public var failedWrites: Int { failures.withLock { $0 } }
+
+    /// A logger that adds `fields` to every line.
+    public func with(_ fields: (String, String)...) -> Logger {
+        Logger(level: level, format: format, fd: fd, fields: base + fields)
+    }
+
+    public func debug(_ msg: String, _ fields: (String, Any?)...) { log(.debug, msg, fields) }
+    public func info(_ msg: String, _ fields: (String, Any?)...) { log(.info, msg, fields) }
+    public func notice(_ msg: String, _ fields: (String, Any?)...) { log(.notice, msg, fields) }
+    public func warning(_ msg: String, _ fields: (String, Any?)...) { log(.warning, msg, fields) }
+    public func error(_ msg: String, _ fields: (String, Any?)...) { log(.error, msg, fields) }
+
+    /// Writes one line when `level` is enabled.
+    public func log(_ level: LogLevel, _ msg: String, _ fields: [(String, Any?)]) {
+        guard level >= self.level else { return }
+        var all: [(String, String)] = [
+            ("ts", Timestamp.iso8601(Date())), ("level", level.name), ("msg", msg),
+        ]
+        all += base
+        for (key, value) in fields {
+            guard let value else { continue }
+            all.append((key, "\(value)"))
+        }
+        let line = format == .json ? Logger.json(all) : Logger.logfmt(all)
+        write(line + "\n")
+    }
+
+    private func write(_ line: String) {
+        var bytes = Array(line.utf8)
+        let ok = bytes.withUnsafeMutableBytes { buf -> Bool in
+            var offset = 0
+            while offset < buf.count {
+                let n = systemWrite(fd, buf.baseAddress! + offset, buf.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        if !ok { failures.withLock { $0 += 1 } }
+    }
+
+    static func logfmt(_ fields: [(String, String)]) -> String {
+        fields.map { key, value in "\(key)=\(quoteLogfmt(value))" }.joined(separator: " ")
+    }
+
+    static func quoteLogfmt(_ value: String) -> String {
+        let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }
+        guard needsQuotes else { return value }
+        let escaped = value.replacing("\\", with: "\\\\")
+            .replacing("\"", with: "\\\"")
+            .replacing("\n", with: "\\n")
+        return "\"\(escaped)\""
+    }
+
+    static func json(_ fields: [(String, String)]) -> String {
+        "{" + fields.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",") + "}"
+    }
+}
+
+/// A JSON string literal for `s`.
+public func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let c where c.value < 0x20:
+            let hex = String(c.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+/// write(2), named apart from the logger's own `write`.
+func systemWrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    Glibc.write(fd, buf, count)
+    #else
+    Darwin.write(fd, buf, count)
+    #endif
+}

@@ -1,0 +1,26 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Plain POSIX calls under names that methods called `open` or `close` cannot shadow.
+public enum Posix {
+    /// open(2) with close-on-exec; -1 on failure.
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o600) -> Int32 {
+        #if canImport(Glibc)
+        Glibc.open(path, flags | O_CLOEXEC, mode)
+        #else
+        Darwin.open(path, flags | O_CLOEXEC, mode)
+        #endif
+    }
+
+    /// close(2), ignoring the result (the descriptor is gone either way).
+    public static func close(_ fd: Int32) {
+        #if canImport(Glibc)
+        _ = Glibc.close(fd)
+        #else
+        _ = Darwin.close(fd)
+        #endif
+    }
+}

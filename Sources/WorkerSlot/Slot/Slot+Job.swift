@@ -1,0 +1,253 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CFleetShim
+import FleetCore
+
+/// How a job ended, as this fleet records it.
+enum JobOutcome: String {
+    case done, failed, cancelled, skipped, released
+}
+
+extension Slot {
+    /// Step 5 and 6: record the claim, run the agent with lease renewal, settle the job.
+    func runJob(_ claim: Claim, _ conn: Connection) {
+        let now = Date()
+        let ref = JobRef(id: claim.jobId, kind: claim.kind, since: now)
+        state.withLock {
+            $0.job = ref
+            $0.abortJob = false
+        }
+        do {
+            try context.store.recordClaim(
+                slot: spec.name, jobId: claim.jobId, kind: claim.kind, worktree: claim.worktreePath,
+                branch: claim.branch, at: now)
+        } catch {
+            logger.error("cannot record claim", ("job", claim.jobId), ("error", error))
+        }
+        state.withLock { s in
+            s.actual = .busy
+            s.since = now
+        }
+        let log = logger.with(("job", claim.jobId))
+        log.notice("job claimed", ("kind", claim.kind))
+
+        let (outcome, detail) = execute(claim, conn, log)
+
+        let next: SlotState = desired == .up ? .idle : (desired == .drained ? .drained : .stopped)
+        try? context.store.finishJob(
+            slot: spec.name, jobId: claim.jobId, outcome: outcome.rawValue, error: detail, at: Date(),
+            nextState: next)
+        state.withLock { s in
+            s.job = nil
+            s.abortJob = false
+            s.actual = next
+            s.since = Date()
+            if outcome == .done { s.jobsDone += 1 }
+            if outcome == .failed { s.jobsFailed += 1 }
+        }
+        log.notice("job finished", ("outcome", outcome.rawValue), ("detail", detail.map { String($0.prefix(200)) }))
+    }
+
+    private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger) -> (JobOutcome, String?) {
+        // The payload file and the agent's MCP config live in the slot's private dir.
+        let dir = context.slotDir(spec.name)
+        let payloadPath = "\(dir)/payload-\(claim.jobId).json"
+        let mcpPath = "\(dir)/mcp-\(claim.jobId).json"
+        defer {
+            unlink(payloadPath)
+            unlink(mcpPath)
+        }
+
+        let agent: RunningAgent
+        do {
+            try writePrivateFile(payloadPath, claim.payload.encoded())
+            let launch = try agentLaunch(claim, conn, payloadPath: payloadPath, mcpPath: mcpPath)
+            try writePrivateFile(mcpPath, launch.mcpConfig.encoded())
+            agent = try RunningAgent.start(launch, logPath: "\(context.jobLogDir)/\(claim.jobId).log", cap: context.config.agent.logCap)
+        } catch {
+            // The agent never started: the job can be retried elsewhere, so let it lapse.
+            log.error("agent did not start", ("error", error))
+            return (.released, "agent did not start: \(error)")
+        }
+        try? context.store.recordAgent(slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
+        log.info("agent started", ("pid", agent.child.pid))
+
+        let ending = superviseAgent(agent, claim, conn, log)
+        agent.finishOutput()
+        return settle(claim, conn, agent, ending, log)
+    }
+
+    /// Why the agent is no longer running.
+    enum AgentEnding {
+        case exited(ExitStatus)
+        case timedOut
+        case aborted
+        case lostJob(String)
+    }
+
+    /// Waits for the agent while renewing the lease; stops it on timeout, abort, or a
+    /// lease the server refuses.
+    private func superviseAgent(_ agent: RunningAgent, _ claim: Claim, _ conn: Connection, _ log: Logger) -> AgentEnding {
+        let started = monotonicSeconds()
+        let leaseInterval = context.config.scrum4me.leaseInterval
+        var nextRenewal = started + leaseInterval
+        let killAfter = context.config.fleet.killTimeout
+
+        while true {
+            if let status = agent.child.wait(seconds: 0.2) { return .exited(status) }
+            let now = monotonicSeconds()
+
+            if state.withLock({ $0.abortJob }) {
+                log.notice("stopping agent: job released")
+                agent.child.stop(killAfter: killAfter)
+                return .aborted
+            }
+            if now - started > context.config.agent.timeout {
+                log.warning("agent timed out", ("timeout", formatDuration(context.config.agent.timeout)))
+                agent.child.stop(killAfter: killAfter)
+                return .timedOut
+            }
+            guard now >= nextRenewal else { continue }
+            nextRenewal = now + leaseInterval
+            do {
+                let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
+                if let sprint = lease["sprint_run_status"]?.string, sprint != "RUNNING" {
+                    log.notice("sprint run no longer running", ("sprint_status", sprint))
+                    agent.child.stop(killAfter: killAfter)
+                    return .lostJob("sprint run \(sprint)")
+                }
+            } catch .tool(let failure) {
+                // The job is no longer ours (cancelled, finished, requeued): stop working on it.
+                switch failure {
+                case .alreadyTerminal:
+                    continue  // the agent reported; it will exit on its own
+                default:
+                    log.warning("lease refused; stopping agent", ("reason", failure))
+                    agent.child.stop(killAfter: killAfter)
+                    return .lostJob("\(failure)")
+                }
+            } catch {
+                // Transport trouble: keep the agent, try again next interval.
+                log.warning("lease renewal failed", ("error", error))
+                if conn.isBroken { nextRenewal = now + min(leaseInterval, 5) }
+            }
+        }
+    }
+
+    /// Step 6: ask the server, report what the agent did not, record the outcome.
+    private func settle(_ claim: Claim, _ conn: Connection, _ agent: RunningAgent, _ ending: AgentEnding, _ log: Logger) -> (JobOutcome, String?) {
+        switch ending {
+        case .aborted:
+            return (.released, "released by the fleet; the server requeues it when its lease lapses")
+        case .lostJob(let why):
+            return (.released, why)
+        default:
+            break
+        }
+
+        let serverStatus: String
+        do {
+            serverStatus = try conn.api.jobStatus(jobId: claim.jobId)
+        } catch {
+            log.warning("cannot read job status", ("error", error))
+            return (.released, "job status unknown after the agent exited: \(error)")
+        }
+        if let outcome = JobOutcome(serverState: serverStatus) {
+            return (outcome, outcome == .done ? nil : "server reports \(serverStatus)")
+        }
+
+        // Still ours and not terminal: report what happened.
+        let error: String
+        switch ending {
+        case .timedOut:
+            error = "agent timed out after \(formatDuration(context.config.agent.timeout))"
+        case .exited(let status) where status.isSuccess:
+            error = "agent exited without reporting a status"
+        case .exited(let status):
+            let excerpt = agent.errorExcerpt()
+            error = "agent failed (\(status))" + (excerpt.isEmpty ? "" : ": \(excerpt)")
+        default:
+            error = "agent ended"
+        }
+        do {
+            _ = try conn.api.updateJobStatus(jobId: claim.jobId, status: "failed", error: error)
+            return (.failed, error)
+        } catch .tool(.jobCancelled(let why)) {
+            return (.cancelled, why)
+        } catch .tool(.alreadyTerminal(let state)) {
+            return (JobOutcome(serverState: state) ?? .done, nil)
+        } catch {
+            log.warning("cannot report failure", ("error", error))
+            return (.released, "cannot report the failure: \(error)")
+        }
+    }
+
+    private func agentLaunch(_ claim: Claim, _ conn: Connection, payloadPath: String, mcpPath: String) throws -> AgentLaunch {
+        let config = context.config
+        let jobInstance = "\(conn.instanceId)-job-\(claim.jobId.prefix(8))"
+        let token = try Secrets.read(spec.tokenFile)
+        let home = context.slotDir(spec.name) + "/home"
+
+        var server: JSONValue
+        switch config.scrum4me.transport {
+        case .stdio:
+            var env = try Connection.serverEnvironment(slot: self, token: token, instanceId: jobInstance, home: home)
+            env["PATH"] = context.childBaseEnvironment["PATH"]
+            server = [
+                "command": .string(config.scrum4me.command[0]),
+                "args": .array(config.scrum4me.command.dropFirst().map { .string($0) }),
+                "env": .object(env.mapValues { .string($0) }),
+            ]
+        case .http:
+            server = [
+                "type": "http", "url": .string(config.scrum4me.url!),
+                "headers": [
+                    "Authorization": .string("Bearer \(token)"),
+                    "X-Scrum4Me-Worker-Instance": .string(jobInstance),
+                ],
+            ]
+        }
+
+        var directory = context.slotDir(spec.name) + "/work"
+        if let worktree = claim.worktreePath, FileManager.default.fileExists(atPath: worktree) {
+            directory = worktree
+        }
+        try makeDirectories(directory)
+
+        var env = context.childBaseEnvironment
+        env["HOME"] = home
+        env["CLAUDE_CONFIG_DIR"] = home + "/.claude"
+        for (key, value) in config.agent.env { env[key] = value }
+        env["PAYLOAD_PATH"] = payloadPath
+        env["SCRUM4ME_JOB_ID"] = claim.jobId
+
+        let prompt = AgentLaunch.prompt(kind: claim.kind, payloadPath: payloadPath)
+        let args = AgentLaunch.flags(config: claim.payload["config"], mcpConfigPath: mcpPath, prompt: prompt)
+        return AgentLaunch(
+            executable: config.agent.command[0],
+            arguments: Array(config.agent.command.dropFirst()) + args + config.agent.args,
+            environment: env, directory: directory,
+            mcpConfig: ["mcpServers": ["scrum4me": server]])
+    }
+}
+
+extension JobOutcome {
+    /// The outcome for a terminal server state; nil while the job is still live.
+    init?(serverState: String) {
+        switch serverState.uppercased() {
+        case "DONE": self = .done
+        case "FAILED": self = .failed
+        case "CANCELLED": self = .cancelled
+        case "SKIPPED": self = .skipped
+        default: return nil
+        }
+    }
+}

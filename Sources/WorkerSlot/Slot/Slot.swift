@@ -1,0 +1,250 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FleetCore
+import Synchronization
+
+/// One worker slot: its own token, server connection, clone and worktree root.
+///
+/// A slot runs its loop on a dedicated thread (DESIGN.md, "A slot's loop", steps 1-7).
+/// The supervisor changes what is wanted (`desired`) and reads what is (`status`);
+/// the loop moves the actual state and records every change in the store.
+public final class Slot: @unchecked Sendable {
+    public let spec: SlotSpec
+    let context: SlotContext
+    let logger: Logger
+
+    struct State {
+        var desired: SlotDesire = .up
+        var actual: SlotState = .stopped
+        var instanceId: String?
+        var job: JobRef?
+        var lastError: String?
+        var lastHeartbeat: Date?
+        var restarts = 0
+        var since = Date()
+        var quotaFloor = 0
+        var jobsDone = 0
+        var jobsFailed = 0
+        /// Stop the agent now and release its job (restart --now, requeue, shutdown).
+        var abortJob = false
+        var running = false
+    }
+
+    let state = Mutex(State())
+    /// Wakes the loop from a sleep (standby, backoff, drained) when something changed.
+    let wake = Signal()
+    /// Cancels a pending `wait_for_job` (drain, stop).
+    let waitCancel = Mutex(CancelFlag())
+    /// Fired once when the loop has ended.
+    public let finished = Signal()
+
+    public init(spec: SlotSpec, context: SlotContext) {
+        self.spec = spec
+        self.context = context
+        self.logger = context.logger.with(("slot", spec.name))
+        state.withLock { $0.quotaFloor = spec.minQuotaPct }
+        context.quota.subscribe(wake)
+    }
+
+    // MARK: Control (any thread)
+
+    /// Starts the loop thread.
+    public func start() {
+        let first = state.withLock { s -> Bool in
+            guard !s.running else { return false }
+            s.running = true
+            s.desired = .up
+            return true
+        }
+        guard first else { return }
+        startThread { [self] in
+            run()
+            state.withLock { $0.running = false }
+            finished.fire()
+        }
+    }
+
+    /// Changes what is wanted; a pending long poll is cancelled when the slot should
+    /// take no new job.
+    public func setDesired(_ desired: SlotDesire) {
+        state.withLock { $0.desired = desired }
+        try? context.store.setSlotDesired(spec.name, desired)
+        if desired != .up { waitCancel.withLock { $0 }.cancel() }
+        wake.fire()
+    }
+
+    /// Stops the running agent at once; its job is released (its lease left to lapse).
+    public func abortJob() {
+        state.withLock { $0.abortJob = true }
+        wake.fire()
+    }
+
+    public var desired: SlotDesire { state.withLock { $0.desired } }
+    public var isRunning: Bool { state.withLock { $0.running } }
+    public var isBusy: Bool { state.withLock { $0.job != nil } }
+    public var currentJob: JobRef? { state.withLock { $0.job } }
+
+    /// The slot as `fleetctl status` shows it.
+    public var status: SlotStatus {
+        state.withLock { s in
+            SlotStatus(
+                name: spec.name, desired: s.desired, state: s.actual, instanceId: s.instanceId,
+                job: s.job, restarts: s.restarts, lastError: s.lastError, quotaFloor: s.quotaFloor,
+                lastHeartbeat: s.lastHeartbeat, jobsDone: s.jobsDone, jobsFailed: s.jobsFailed,
+                since: s.since)
+        }
+    }
+
+    /// Seeds counters from the store (after a restart of fleetd).
+    public func restore(restarts: Int, done: Int, failed: Int) {
+        state.withLock {
+            $0.restarts = restarts
+            $0.jobsDone = done
+            $0.jobsFailed = failed
+        }
+    }
+
+    // MARK: State changes (loop thread)
+
+    func transition(_ next: SlotState, error: String? = nil) {
+        let changed = state.withLock { s -> Bool in
+            if let error { s.lastError = error }
+            guard s.actual != next else { return false }
+            s.actual = next
+            s.since = Date()
+            return true
+        }
+        guard changed else { return }
+        try? context.store.setSlotState(spec.name, next, error: error)
+        try? context.store.event(slot: spec.name, kind: "slot_\(next.rawValue)", detail: error)
+        if next == .failed || next == .tokenRejected {
+            logger.error("slot stopped claiming", ("state", next.rawValue), ("reason", error))
+        } else {
+            logger.info("slot state", ("state", next.rawValue))
+        }
+    }
+
+    /// Sleeps up to `seconds`, waking early when the desired state changes.
+    func nap(_ seconds: Double) {
+        let wanted = desired
+        let deadline = monotonicSeconds() + seconds
+        while desired == wanted {
+            let left = deadline - monotonicSeconds()
+            if left <= 0 { return }
+            wake.wait(seconds: min(left, 1))
+        }
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        var backoff = Backoff(min: context.config.scrum4me.backoffMin, max: context.config.scrum4me.backoffMax)
+        var connection: Connection?
+        defer { connection?.close(killAfter: context.config.fleet.killTimeout) }
+
+        while true {
+            let wanted = desired
+            if wanted == .down { break }
+            if wanted == .drained {
+                transition(.drained)
+                wake.wait(seconds: 1)
+                continue
+            }
+
+            // Connect (spawn the server, or reach the URL) and handshake.
+            if connection == nil || connection?.isBroken == true {
+                connection?.close(killAfter: context.config.fleet.killTimeout)
+                connection = nil
+                transition(.starting)
+                do {
+                    connection = try Connection.open(slot: self)
+                    state.withLock { $0.instanceId = connection?.instanceId }
+                    try? context.store.setSlotState(spec.name, .starting, instanceId: connection?.instanceId)
+                } catch let error as Scrum4MeError where error.isTokenRejection {
+                    rejectToken(error)
+                    continue
+                } catch {
+                    let delay = backoff.next()
+                    restartCounted()
+                    transition(.backoff, error: "connect: \(error)")
+                    logger.warning("connect failed", ("error", error), ("retry_in", formatDuration(delay)))
+                    nap(delay)
+                    continue
+                }
+            }
+            guard let conn = connection else { continue }
+
+            do {
+                try cycle(conn)
+                backoff.reset()
+            } catch let error where error.isTokenRejection {
+                rejectToken(error)
+            } catch {
+                // A transport failure: rebuild the connection after a pause.
+                let delay = backoff.next()
+                conn.markBroken()
+                transition(.backoff, error: "\(error)")
+                logger.warning("server call failed", ("error", error), ("retry_in", formatDuration(delay)))
+                nap(delay)
+            }
+        }
+        transition(.stopped)
+    }
+
+    private func restartCounted() {
+        state.withLock { $0.restarts += 1 }
+        try? context.store.incrementRestarts(spec.name)
+    }
+
+    /// A rejected token: say so and claim nothing until restarted.
+    private func rejectToken(_ error: Scrum4MeError) {
+        transition(.tokenRejected, error: "\(error)")
+        while desired != .down {
+            wake.wait(seconds: 1)
+        }
+    }
+
+    /// Steps 1-7 once: settings, heartbeat, quota gate, long poll, and a job if claimed.
+    private func cycle(_ conn: Connection) throws(Scrum4MeError) {
+        let serverFloor = try conn.api.workerSettings()
+        let floor = max(spec.minQuotaPct, serverFloor)
+        state.withLock { $0.quotaFloor = floor }
+
+        let reading = context.quota.latest
+        try conn.heartbeat(reading)
+
+        if let reading, reading.pct < floor {
+            transition(.standby, error: nil)
+            let until = (reading.resetsAt ?? Date().addingTimeInterval(context.config.quota.interval)).addingTimeInterval(5)
+            let wait = min(max(1, until.timeIntervalSinceNow), context.config.quota.sleepCap)
+            logger.info("standing by", ("pct", reading.pct), ("floor", floor), ("until", Timestamp.iso8601(Date().addingTimeInterval(wait))))
+            nap(wait)
+            return
+        }
+
+        guard desired == .up else { return }
+        transition(.idle)
+        let cancel = CancelFlag()
+        waitCancel.withLock { $0 = cancel }
+        if desired != .up { return }  // a drain raced the new flag
+
+        let result: WaitResult
+        do {
+            result = try conn.api.waitForJob(
+                seconds: context.config.scrum4me.waitSeconds, product: spec.product, tier: spec.tier,
+                cancel: cancel)
+        } catch .mcp(.cancelled) {
+            return
+        }
+        guard case .claimed(let claim) = result else { return }
+        runJob(claim, conn)
+    }
+}
