@@ -1,1 +1,1 @@
-print("fleetctl")
+CLI.main()

@@ -1,1 +1,1 @@
-print("fleetd")
+Daemon.main()

@@ -24,10 +24,8 @@ extension FleetConfig {
         let root: TOMLTable
         do {
             root = try TOML.parse(text)
-        } catch let error as TOMLError {
-            throw ConfigError(path: path, line: error.line, key: nil, message: error.message)
         } catch {
-            throw ConfigError(path: path, line: nil, key: nil, message: "\(error)")
+            throw ConfigError(path: path, line: error.line, key: nil, message: error.message)
         }
         let base = directoryOf(path)
         var top = TableReader(root, prefix: "", file: path, base: base)

@@ -173,3 +173,14 @@ public struct APIError: Codable, Sendable, Error, Equatable {
         self.hint = hint
     }
 }
+
+/// `GET /v1/health`: ok unless a slot is `failed` or `token_rejected`.
+public struct HealthStatus: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var unhealthy: [String]
+
+    public init(ok: Bool, unhealthy: [String]) {
+        self.ok = ok
+        self.unhealthy = unhealthy
+    }
+}

@@ -1,0 +1,134 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FleetCore
+
+/// fleetctl's documented exit codes (DESIGN.md, "Exit codes").
+enum Exit: Int32 {
+    case ok = 0, failed = 1, usage = 2, notRunning = 3, timeout = 4
+}
+
+/// Options every verb shares.
+struct GlobalOptions {
+    var socket: String?
+    var config: String?
+    var json = false
+    var timeout = 5.0
+}
+
+/// The operator's CLI: one verb per invocation, over the control socket.
+enum CLI {
+    static let usage = """
+        usage: fleetctl [--socket PATH] [--config PATH] [--timeout SECONDS] VERB [--json]
+
+        Operates a running fleetd over its control socket.
+
+        verbs:
+          status     what every slot is doing (the default)
+          jobs       jobs this fleet claimed, newest first
+          health     exit 0 when the daemon answers and no slot is failed or token_rejected
+          version    fleetctl's and fleetd's versions
+          help VERB  help for one verb
+
+        exit codes: 0 ok, 1 failed or unhealthy, 2 usage, 3 daemon not running,
+                    4 daemon did not answer in time
+        """
+
+    static func main() -> Never {
+        var args = Array(CommandLine.arguments.dropFirst())
+        var options = GlobalOptions()
+        let env = ProcessInfo.processInfo.environment
+        options.socket = env["FLEET_SOCKET"]
+        options.config = env["FLEET_CONFIG"]
+
+        var rest: [String] = []
+        while !args.isEmpty {
+            let arg = args.removeFirst()
+            switch arg {
+            case "--socket", "--config", "--timeout":
+                guard !args.isEmpty else { usageError("\(arg) needs a value") }
+                let value = args.removeFirst()
+                if arg == "--socket" { options.socket = value }
+                if arg == "--config" { options.config = value }
+                if arg == "--timeout" {
+                    guard let t = Double(value) ?? parseDuration(value), t > 0 else { usageError("--timeout needs seconds") }
+                    options.timeout = t
+                }
+            case "--json": options.json = true
+            case "-h", "--help": rest.insert("help", at: 0)
+            default: rest.append(arg)
+            }
+        }
+
+        let verb = rest.isEmpty ? "status" : rest.removeFirst()
+        let code: Exit
+        switch verb {
+        case "status": code = Status.run(options, rest)
+        case "jobs": code = Jobs.run(options, rest)
+        case "health": code = Health.run(options, rest)
+        case "version": code = Version.run(options, rest)
+        case "help":
+            print(usage)
+            code = .ok
+        default: usageError("unknown verb \(verb)")
+        }
+        exit(code.rawValue)
+    }
+
+    static func usageError(_ message: String) -> Never {
+        writeErr("fleetctl: \(message)\n\n\(usage)\n")
+        exit(Exit.usage.rawValue)
+    }
+
+    /// The config named by --config or FLEET_CONFIG, if any (for its socket and state dir).
+    static func loadConfig(_ options: GlobalOptions) -> FleetConfig? {
+        guard let path = options.config else { return nil }
+        do {
+            return try FleetConfig.load(path: path)
+        } catch {
+            writeErr("fleetctl: \(error)\n")
+            exit(Exit.usage.rawValue)
+        }
+    }
+
+    static func client(_ options: GlobalOptions) -> FleetClient {
+        let socket = options.socket ?? loadConfig(options)?.fleet.socket ?? DefaultPaths.socket
+        return FleetClient(socketPath: socket, timeout: options.timeout)
+    }
+
+    /// Prints a client error with a hint and returns its exit code.
+    static func report(_ error: FleetClientError) -> Exit {
+        switch error {
+        case .notRunning:
+            writeErr("fleetctl: \(error)\nhint: start it with: fleetd --config PATH\n")
+            return .notRunning
+        case .timeout:
+            writeErr("fleetctl: \(error)\nhint: the daemon may be stopped (SIGSTOP) or overloaded; check its pid and log\n")
+            return .timeout
+        case .server(_, let api):
+            writeErr("fleetctl: \(api.error)\n" + (api.hint.map { "hint: \($0)\n" } ?? ""))
+            return .failed
+        case .badResponse:
+            writeErr("fleetctl: \(error)\n")
+            return .failed
+        }
+    }
+
+    /// Prints a value as indented JSON.
+    static func printJSON<T: Encodable>(_ value: T) {
+        let data = (try? API.encoder(pretty: true).encode(value)) ?? Data()
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+func writeErr(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress!, $0.count) }
+}

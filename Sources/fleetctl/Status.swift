@@ -1,0 +1,136 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import FleetCore
+
+/// `fleetctl status`: the fleet, its quota and one line per slot.
+enum Status {
+    static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
+        guard args.isEmpty else { CLI.usageError("status takes no arguments") }
+        do {
+            let (status, _) = try CLI.client(options).call("GET", "/v1/status", as: FleetStatus.self)
+            show(status, options)
+            return .ok
+        } catch {
+            let code = CLI.report(error)
+            if code == .notRunning, let offline = offlineStatus(options) {
+                show(offline, options)
+            }
+            return code
+        }
+    }
+
+    static func show(_ status: FleetStatus, _ options: GlobalOptions) {
+        if options.json {
+            CLI.printJSON(status)
+        } else {
+            print(render(status))
+        }
+    }
+
+    /// The last state from the database, read-only, when the daemon is down.
+    static func offlineStatus(_ options: GlobalOptions) -> FleetStatus? {
+        let stateDir = CLI.loadConfig(options)?.fleet.stateDir ?? DefaultPaths.stateDir
+        let path = stateDir + "/fleet.db"
+        guard FileManager.default.fileExists(atPath: path), let store = try? Store(readOnlyPath: path) else {
+            return nil
+        }
+        let rows = (try? store.slots()) ?? []
+        let counts = (try? store.jobCounts()) ?? [:]
+        let bySlot = (try? store.jobCountsBySlot()) ?? [:]
+        let slots = rows.map { row in
+            SlotStatus(
+                name: row.name, desired: row.desired, state: row.state, instanceId: row.instanceId,
+                job: nil, restarts: row.restarts, lastError: row.lastError, quotaFloor: row.quotaFloor,
+                lastHeartbeat: row.lastHeartbeat, jobsDone: bySlot[row.name]?["done"] ?? 0,
+                jobsFailed: bySlot[row.name]?["failed"] ?? 0, since: row.since)
+        }
+        let info = FleetInfo(
+            name: CLI.loadConfig(options)?.fleet.name ?? "-", version: "-", pid: 0,
+            startedAt: Date(timeIntervalSince1970: 0), desiredSlots: 0, runningSlots: 0,
+            configuredSlots: rows.count, jobsDone: counts["done"] ?? 0, jobsFailed: counts["failed"] ?? 0)
+        return FleetStatus(fleet: info, quota: try? store.latestQuota(), slots: slots, offline: true)
+    }
+
+    static func render(_ status: FleetStatus) -> String {
+        var lines: [String] = []
+        let f = status.fleet
+        if status.offline == true {
+            lines.append("OFFLINE: fleetd is not running; last recorded state from the database")
+        } else {
+            lines.append("fleet \(f.name)  version \(f.version)  pid \(f.pid)  up \(age(f.startedAt) ?? "-")  slots \(f.runningSlots)/\(f.desiredSlots) of \(f.configuredSlots)  jobs done \(f.jobsDone) failed \(f.jobsFailed)")
+        }
+        if let q = status.quota {
+            let reset = q.resetsAt.map { "  resets \(Timestamp.iso8601($0))" } ?? ""
+            lines.append("quota \(q.pct)% remaining (\(q.source), \(age(q.checkedAt) ?? "-") ago)\(reset)")
+        }
+        var table = Table(header: ["SLOT", "STATE", "DESIRED", "JOB", "KIND", "FOR", "DONE", "FAILED", "RESTARTS", "HEARTBEAT", "ERROR"])
+        for s in status.slots {
+            table.add([
+                s.name, s.state.rawValue, s.desired.rawValue, s.job?.id, s.job?.kind,
+                age(s.job?.since ?? s.since), "\(s.jobsDone)", "\(s.jobsFailed)", "\(s.restarts)",
+                age(s.lastHeartbeat).map { "\($0) ago" }, s.lastError.map { String($0.prefix(60)) },
+            ])
+        }
+        lines.append(table.render())
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `fleetctl jobs`: jobs this fleet claimed.
+enum Jobs {
+    static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
+        do {
+            let (jobs, _) = try CLI.client(options).call("GET", "/v1/jobs", as: [JobRecord].self)
+            if options.json {
+                CLI.printJSON(jobs)
+            } else {
+                var table = Table(header: ["JOB", "SLOT", "KIND", "OUTCOME", "CLAIMED", "ERROR"])
+                for j in jobs {
+                    table.add([j.id, j.slot, j.kind, j.outcome, age(j.claimedAt).map { "\($0) ago" }, j.error.map { String($0.prefix(60)) }])
+                }
+                print(table.render())
+            }
+            return .ok
+        } catch {
+            return CLI.report(error)
+        }
+    }
+}
+
+/// `fleetctl health`: for a container HEALTHCHECK.
+enum Health {
+    static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
+        do {
+            let response = try CLI.client(options).send("GET", "/v1/health")
+            let health = try? API.decoder().decode(HealthStatus.self, from: Data(response.body))
+            if options.json {
+                print(String(decoding: response.body, as: UTF8.self), terminator: "")
+            } else if let health {
+                print(health.ok ? "ok" : "unhealthy: " + health.unhealthy.joined(separator: ", "))
+            }
+            return health?.ok == true ? .ok : .failed
+        } catch {
+            return CLI.report(error)
+        }
+    }
+}
+
+/// `fleetctl version`.
+enum Version {
+    static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
+        var daemon: String?
+        if let (v, _) = try? CLI.client(options).call("GET", "/v1/version", as: [String: String].self) {
+            daemon = v["version"]
+        }
+        if options.json {
+            CLI.printJSON(["fleetctl": fleetVersion, "fleetd": daemon ?? ""])
+        } else {
+            print("fleetctl \(fleetVersion)")
+            print("fleetd   \(daemon ?? "not running")")
+        }
+        return .ok
+    }
+}
