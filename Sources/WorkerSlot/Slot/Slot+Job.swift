@@ -100,6 +100,7 @@ extension Slot {
         let leaseInterval = context.config.scrum4me.leaseInterval
         var nextRenewal = started + leaseInterval
         let killAfter = context.config.fleet.killTimeout
+        var renewing = true
 
         while true {
             if let status = agent.child.wait(seconds: 0.2) { return .exited(status) }
@@ -115,7 +116,7 @@ extension Slot {
                 agent.child.stop(killAfter: killAfter)
                 return .timedOut
             }
-            guard now >= nextRenewal else { continue }
+            guard now >= nextRenewal, renewing else { continue }
             nextRenewal = now + leaseInterval
             do {
                 let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
@@ -125,15 +126,16 @@ extension Slot {
                     return .lostJob("sprint run \(sprint)")
                 }
             } catch .tool(let failure) {
-                // The job is no longer ours (cancelled, finished, requeued): stop working on it.
-                switch failure {
-                case .alreadyTerminal:
-                    continue  // the agent reported; it will exit on its own
-                default:
-                    log.warning("lease refused; stopping agent", ("reason", failure))
-                    agent.child.stop(killAfter: killAfter)
-                    return .lostJob("\(failure)")
+                // Refused: finished by the agent's own report (the agent exits on its
+                // own), or no longer ours (cancelled, requeued): then stop working on it.
+                let serverState = try? conn.api.jobStatus(jobId: claim.jobId)
+                if let serverState, ["DONE", "FAILED", "SKIPPED"].contains(serverState) {
+                    renewing = false
+                    continue
                 }
+                log.warning("lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
+                agent.child.stop(killAfter: killAfter)
+                return .lostJob("\(failure)")
             } catch {
                 // Transport trouble: keep the agent, try again next interval.
                 log.warning("lease renewal failed", ("error", error))

@@ -22,11 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def _reexec_in_fixture_venv() -> None:
     """Run under the fixtures venv (scripts/setup-fixtures.sh) when started with a python without `mcp`."""
-    try:
-        import mcp  # noqa: F401
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is not None:
         return
-    except ImportError:
-        pass
     if os.environ.get("FLEET_FIXTURES_REEXEC"):
         sys.stderr.write("%s: the MCP SDK is missing; run scripts/setup-fixtures.sh and use its python\n" % os.path.basename(__file__))
         sys.exit(2)
