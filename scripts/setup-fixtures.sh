@@ -14,6 +14,11 @@ venv="${FLEET_VENV:-$repo/.venv-fixtures}"
 req="$repo/Tests/Support/requirements.txt"
 python="${FLEET_PYTHON:-python3}"
 
+case "$venv" in
+    /*) ;;
+    *) venv="$PWD/$venv" ;;
+esac
+
 log() { printf 'setup-fixtures: %s\n' "$*" >&2; }
 
 if [ ! -f "$req" ]; then

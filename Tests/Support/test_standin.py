@@ -288,6 +288,22 @@ def test_presence_settings_heartbeat_and_unauthorized(tmp):
         assert admin(db, "workers") == []
     finally:
         s2.kill()
+    # a second process with the same instance id replaces the row; the first one's exit leaves it alone
+    d1 = Stdio(db, "tok-b", "dup")
+    d2 = None
+    try:
+        d1.initialize()
+        d2 = Stdio(db, "tok-b", "dup")
+        d2.initialize()
+        ev = [e for e in admin(db, "workers", "--events")["events"] if e["instance_id"] == "dup"]
+        assert [e["event"] for e in ev] == ["register", "replace"] and ev[1]["pid"] == d2.proc.pid
+        assert d1.close() == 0
+        [row] = admin(db, "workers")
+        assert row["pid"] == d2.proc.pid and row["registrations"] == 2
+    finally:
+        d1.kill()
+        if d2 is not None:
+            d2.close()
     # unknown token: no presence, every tool call is UNAUTHORIZED
     s3 = Stdio(db, "nope", "slot-c")
     try:

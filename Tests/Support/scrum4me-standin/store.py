@@ -518,6 +518,7 @@ class Store:
                     ).fetchall()
                 ]
                 r["group"] = r.pop("grp")
+                r["product"] = r["product_id"]
                 r["needs_worktree"] = bool(r["needs_worktree"])
                 r["config"] = _loads(r["config"], {})
                 r["script"] = _loads(r["script"], {})
