@@ -111,6 +111,12 @@ extension FleetConfig {
         agent.logCap = try agentR.int("log_cap") ?? agent.logCap
         agent.env = try agentR.stringTable("env") ?? [:]
         agent.args = try agentR.stringArray("args") ?? []
+        agent.credentialFile = try agentR.path("credential_file")
+        agent.credentialKind = try agentR.string("credential_kind") ?? agent.credentialKind
+        try agentR.check("credential_kind", agent.credentialKind, "is not one of auto, oauth, api_key") {
+            ["auto", "oauth", "api_key"].contains($0)
+        }
+        agent.githubTokenFile = try agentR.path("github_token_file")
         try agentR.finish()
 
         let slots = try top.slots(base: base)

@@ -100,6 +100,12 @@ public struct AgentSection: Sendable, Equatable {
     public var env: [String: String] = [:]
     /// Extra arguments after the generated flags.
     public var args: [String] = []
+    /// The fleet's model credential (a subscription OAuth token or an API key).
+    public var credentialFile: String?
+    /// `auto` (by prefix), `oauth` or `api_key`.
+    public var credentialKind = "auto"
+    /// GitHub token for pushes (`GH_TOKEN`), where agents push.
+    public var githubTokenFile: String?
 }
 
 /// One configured slot, after template expansion.

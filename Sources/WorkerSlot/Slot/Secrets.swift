@@ -47,3 +47,14 @@ public enum Secrets {
         return env
     }
 }
+
+/// The environment variable a model credential goes in (never both).
+public func credentialVariable(for credential: String, kind: String) -> String {
+    switch kind {
+    case "oauth": return "CLAUDE_CODE_OAUTH_TOKEN"
+    case "api_key": return "ANTHROPIC_API_KEY"
+    default:
+        // Subscription tokens start sk-ant-oat; API keys sk-ant-api.
+        return credential.hasPrefix("sk-ant-oat") ? "CLAUDE_CODE_OAUTH_TOKEN" : "ANTHROPIC_API_KEY"
+    }
+}

@@ -228,6 +228,11 @@ extension Slot {
         env["HOME"] = home
         env["CLAUDE_CONFIG_DIR"] = home + "/.claude"
         for (key, value) in config.agent.env { env[key] = value }
+        if let file = config.agent.credentialFile {
+            let credential = try Secrets.read(file)
+            env[credentialVariable(for: credential, kind: config.agent.credentialKind)] = credential
+        }
+        if let file = config.agent.githubTokenFile { env["GH_TOKEN"] = try Secrets.read(file) }
         env["PAYLOAD_PATH"] = payloadPath
         env["SCRUM4ME_JOB_ID"] = claim.jobId
 
