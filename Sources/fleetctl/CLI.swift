@@ -25,21 +25,21 @@ struct GlobalOptions {
 
 /// The operator's CLI: one verb per invocation, over the control socket.
 enum CLI {
-    static let usage = """
-        usage: fleetctl [--socket PATH] [--config PATH] [--timeout SECONDS] VERB [--json]
+    static var usage: String {
+        let width = verbHelp.map(\.name.count).max() ?? 0
+        let verbs = verbHelp.map { "  " + $0.name + String(repeating: " ", count: width - $0.name.count) + "  " + $0.summary }
+        return """
+            usage: fleetctl [--socket PATH] [--config PATH] [--timeout SECONDS] VERB [--json]
 
-        Operates a running fleetd over its control socket.
+            Operates a running fleetd over its control socket (also FLEET_SOCKET, FLEET_CONFIG).
 
-        verbs:
-          status     what every slot is doing (the default)
-          jobs       jobs this fleet claimed, newest first
-          health     exit 0 when the daemon answers and no slot is failed or token_rejected
-          version    fleetctl's and fleetd's versions
-          help VERB  help for one verb
+            verbs:
+            \(verbs.joined(separator: "\n"))
 
-        exit codes: 0 ok, 1 failed or unhealthy, 2 usage, 3 daemon not running,
-                    4 daemon did not answer in time
-        """
+            exit codes: 0 ok, 1 failed or unhealthy, 2 usage, 3 daemon not running,
+                        4 daemon did not answer in time
+            """
+    }
 
     static func main() -> Never {
         var args = Array(CommandLine.arguments.dropFirst())
@@ -74,8 +74,24 @@ enum CLI {
         case "jobs": code = Jobs.run(options, rest)
         case "health": code = Health.run(options, rest)
         case "version": code = Version.run(options, rest)
+        case "drain": code = Actions.drain(options, rest)
+        case "undrain": code = Actions.undrain(options, rest)
+        case "restart": code = Actions.restart(options, rest)
+        case "scale": code = Actions.scale(options, rest)
+        case "requeue": code = Actions.requeue(options, rest)
+        case "events": code = Streams.events(options, rest)
+        case "logs": code = Streams.logs(options, rest)
+        case "completion":
+            guard rest.count == 1, let script = completionScript(rest[0]) else { usageError("completion needs bash or zsh") }
+            print(script)
+            code = .ok
         case "help":
-            print(usage)
+            if let name = rest.first {
+                guard let help = verbHelp.first(where: { $0.name == name }) else { usageError("no verb \(name)") }
+                print(help.text)
+            } else {
+                print(usage)
+            }
             code = .ok
         default: usageError("unknown verb \(verb)")
         }
@@ -96,6 +112,28 @@ enum CLI {
             writeErr("fleetctl: \(error)\n")
             exit(Exit.usage.rawValue)
         }
+    }
+
+    /// One call, decoded; warns once when the daemon's version differs from ours.
+    static func call<T: Decodable>(_ method: String, _ path: String, body: Data?, _ options: GlobalOptions, as type: T.Type) throws(FleetClientError) -> (T, HTTPResponse) {
+        let result = try client(options).call(method, path, body: body, as: type)
+        checkVersion(result.1)
+        return result
+    }
+
+    /// One raw call; warns once on a version mismatch.
+    static func send(_ method: String, _ path: String, _ options: GlobalOptions) throws(FleetClientError) -> HTTPResponse {
+        let response = try client(options).send(method, path)
+        checkVersion(response)
+        return response
+    }
+
+    nonisolated(unsafe) static var warnedVersion = false
+
+    static func checkVersion(_ response: HTTPResponse) {
+        guard !warnedVersion, let version = response.header("Fleet-Version"), version != fleetVersion else { return }
+        warnedVersion = true
+        writeErr("fleetctl: warning: fleetd is version \(version), fleetctl is \(fleetVersion)\n")
     }
 
     static func client(_ options: GlobalOptions) -> FleetClient {

@@ -3,14 +3,32 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import FleetCore
 
 /// `fleetctl status`: the fleet, its quota and one line per slot.
 enum Status {
     static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
-        guard args.isEmpty else { CLI.usageError("status takes no arguments") }
+        var watch: Double?
+        var rest = args[...]
+        while let arg = rest.popFirst() {
+            switch arg {
+            case "--watch", "-w":
+                watch = 2
+                if let next = rest.first, let seconds = Double(next), seconds > 0 {
+                    watch = seconds
+                    rest.removeFirst()
+                }
+            default: CLI.usageError("status: unknown argument \(arg)")
+            }
+        }
+        if let watch { return Status.watch(options, every: watch) }
         do {
-            let (status, _) = try CLI.client(options).call("GET", "/v1/status", as: FleetStatus.self)
+            let (status, _) = try CLI.call("GET", "/v1/status", body: nil, options, as: FleetStatus.self)
             show(status, options)
             return .ok
         } catch {
@@ -19,6 +37,24 @@ enum Status {
                 show(offline, options)
             }
             return code
+        }
+    }
+
+    /// A live view: clears the screen and redraws until interrupted or the daemon fails.
+    static func watch(_ options: GlobalOptions, every seconds: Double) -> Exit {
+        while true {
+            do {
+                let (status, _) = try CLI.call("GET", "/v1/status", body: nil, options, as: FleetStatus.self)
+                if options.json {
+                    CLI.printJSON(status)
+                } else {
+                    print("\u{1B}[H\u{1B}[2J" + render(status) + "\n\n(every \(formatDuration(seconds)); Ctrl-C to stop)")
+                }
+                fflush(nil)
+            } catch {
+                return CLI.report(error)
+            }
+            usleep(UInt32(seconds * 1_000_000))
         }
     }
 
@@ -83,7 +119,9 @@ enum Status {
 enum Jobs {
     static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
         do {
-            let (jobs, _) = try CLI.client(options).call("GET", "/v1/jobs", as: [JobRecord].self)
+            var limit = 100
+            if let i = args.firstIndex(of: "--limit"), i + 1 < args.count, let n = Int(args[i + 1]) { limit = n }
+            let (jobs, _) = try CLI.call("GET", "/v1/jobs?limit=\(limit)", body: nil, options, as: [JobRecord].self)
             if options.json {
                 CLI.printJSON(jobs)
             } else {
@@ -104,7 +142,7 @@ enum Jobs {
 enum Health {
     static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
         do {
-            let response = try CLI.client(options).send("GET", "/v1/health")
+            let response = try CLI.send("GET", "/v1/health", options)
             let health = try? API.decoder().decode(HealthStatus.self, from: Data(response.body))
             if options.json {
                 print(String(decoding: response.body, as: UTF8.self), terminator: "")

@@ -109,7 +109,14 @@ enum Daemon {
 
         // The control socket: serving before the slots start, so status works at once.
         let routes = Routes(supervisor: supervisor)
-        let server = ControlServer(path: config.fleet.socket, logger: logger) { request, peer in
+        var readGroup: gid_t?
+        if let name = config.fleet.readGroup {
+            guard let group = getgrnam(name) else {
+                throw ConfigError(path: config.path, line: nil, key: "fleet.read_group", message: "no group named \"\(name)\"")
+            }
+            readGroup = group.pointee.gr_gid
+        }
+        let server = ControlServer(path: config.fleet.socket, logger: logger, readGroup: readGroup) { request, peer in
             routes.handle(request, peer)
         }
         try server.start()

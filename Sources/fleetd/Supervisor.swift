@@ -98,16 +98,77 @@ final class Supervisor: @unchecked Sendable {
         logger.notice("fleet started", ("slots", n), ("configured", slots.count))
     }
 
-    /// Drains a slot (or all): no new job; the current one finishes.
+    /// Every configured slot's name, in config order.
+    var slotNames: [String] { slots.map(\.spec.name) }
+
+    /// The running slots' names (the ones `drain --all` means).
+    var runningNames: [String] { slots.filter { $0.isRunning && $0.desired != .down }.map(\.spec.name) }
+
+    /// Drains slots: no new job; the current one finishes; heartbeats go on.
     func drain(_ names: [String]) {
         for name in names { slot(named: name)?.setDesired(.drained) }
     }
 
+    /// Lets drained slots claim again.
     func undrain(_ names: [String]) {
         for name in names {
             guard let slot = slot(named: name), slot.desired == .drained else { continue }
             slot.setDesired(.up)
         }
+    }
+
+    /// Restarts a slot after its job, or at once (releasing the job) with `now`.
+    func restart(_ name: String, now: Bool) {
+        guard !stopping.load(ordering: .relaxed) else { return }
+        slot(named: name)?.restart(now: now)
+    }
+
+    /// Runs `n` of the configured slots, persisted until the config's `slots` changes.
+    /// Up starts slots in config order; down drains idle slots first (reverse config
+    /// order), then busy ones, which finish their job (DESIGN.md, decisions 4 and 5).
+    func scale(to n: Int) -> ScaleResult {
+        let result = desiredCount.withLock { count -> ScaleResult in
+            count = n
+            var started: [String] = []
+            var draining: [String] = []
+            let wanted = slots.filter { $0.desired != .down }
+            if wanted.count < n {
+                for slot in slots where slot.desired == .down {
+                    guard started.count < n - wanted.count else { break }
+                    slot.setDesired(.up)
+                    slot.start()
+                    started.append(slot.spec.name)
+                }
+            } else if wanted.count > n {
+                let idle = wanted.reversed().filter { !$0.isBusy }
+                let busy = wanted.reversed().filter { $0.isBusy }
+                for slot in (idle + busy).prefix(wanted.count - n) {
+                    slot.setDesired(.down)
+                    draining.append(slot.spec.name)
+                }
+            }
+            return ScaleResult(desired: n, started: started, draining: draining)
+        }
+        try? context.store.setMeta("scale", "\(n)")
+        try? context.store.event(slot: nil, kind: "fleet_scaled", detail: "\(n)")
+        logger.notice("fleet scaled", ("slots", n), ("started", result.started.joined(separator: ",")),
+                      ("draining", result.draining.joined(separator: ",")))
+        return result
+    }
+
+    /// Stops working on a job this fleet holds and gives it back: the agent is stopped
+    /// and the lease left to lapse (DESIGN.md, decision 1).
+    func requeue(_ jobId: String) -> RequeueResult? {
+        guard let slot = slots.first(where: { $0.currentJob?.id == jobId }), let job = slot.currentJob else {
+            return nil
+        }
+        slot.abortJob()
+        try? context.store.event(slot: slot.spec.name, job: jobId, kind: "job_requeue_requested")
+        return RequeueResult(
+            job: jobId, slot: slot.spec.name, leaseUntil: job.leaseUntil,
+            message: "agent stopped; the server requeues the job when its lease lapses"
+                + (job.leaseUntil.map { " (at \(Timestamp.iso8601($0)))" } ?? " (within about 5 minutes)")
+                + "; this uses one of its retries")
     }
 
     /// Shutdown: drain everything, wait up to the grace, stop agents, close servers.

@@ -44,6 +44,10 @@ extension FleetConfig {
         fleet.grace = try fleetR.duration("grace") ?? fleet.grace
         fleet.killTimeout = try fleetR.duration("kill_timeout") ?? fleet.killTimeout
         fleet.slots = try fleetR.int("slots")
+        fleet.restartBudget = try fleetR.int("restart_budget") ?? fleet.restartBudget
+        try fleetR.check("restart_budget", fleet.restartBudget, "must be at least 1") { $0 >= 1 }
+        fleet.restartWindow = try fleetR.duration("restart_window") ?? fleet.restartWindow
+        fleet.readGroup = try fleetR.string("read_group")
         if let level = try fleetR.string("log_level") {
             guard let parsed = LogLevel.allCases.first(where: { $0.name == level }) else {
                 throw fleetR.error("log_level", "\"\(level)\" is not one of debug, info, notice, warning, error")

@@ -54,6 +54,11 @@ public struct FleetSection: Sendable, Equatable {
     public var slots: Int?
     public var logLevel: LogLevel = .info
     public var logFormat: LogFormat = .logfmt
+    /// Failures within `restartWindow` after which a slot gives up (`failed`).
+    public var restartBudget = 5
+    public var restartWindow: Double = 600
+    /// A group whose members may read (status, jobs, events) but not act.
+    public var readGroup: String?
 }
 
 /// `[scrum4me]`: the server each slot talks to.

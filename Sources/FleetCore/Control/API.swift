@@ -93,11 +93,16 @@ public struct JobRef: Codable, Sendable, Equatable {
     public var id: String
     public var kind: String
     public var since: Date
+    /// The lease as the server last renewed it.
+    public var leaseUntil: Date?
+    /// True once the fleet released it (requeue, restart --now): the agent is stopping.
+    public var releasing: Bool?
 
-    public init(id: String, kind: String, since: Date) {
+    public init(id: String, kind: String, since: Date, leaseUntil: Date? = nil) {
         self.id = id
         self.kind = kind
         self.since = since
+        self.leaseUntil = leaseUntil
     }
 }
 
@@ -182,5 +187,83 @@ public struct HealthStatus: Codable, Sendable, Equatable {
     public init(ok: Bool, unhealthy: [String]) {
         self.ok = ok
         self.unhealthy = unhealthy
+    }
+}
+
+/// `POST /v1/drain`, `/v1/undrain`: which slots (empty with `all`).
+public struct SlotsRequest: Codable, Sendable {
+    public var slots: [String]
+    public var all: Bool
+
+    public init(slots: [String], all: Bool) {
+        self.slots = slots
+        self.all = all
+    }
+}
+
+/// `POST /v1/restart`.
+public struct RestartRequest: Codable, Sendable {
+    public var slot: String
+    public var now: Bool
+
+    public init(slot: String, now: Bool) {
+        self.slot = slot
+        self.now = now
+    }
+}
+
+/// `POST /v1/scale`.
+public struct ScaleRequest: Codable, Sendable {
+    public var slots: Int
+
+    public init(slots: Int) { self.slots = slots }
+}
+
+/// The answer to `scale`: what runs now and what was asked to stop.
+public struct ScaleResult: Codable, Sendable {
+    public var desired: Int
+    public var started: [String]
+    public var draining: [String]
+
+    public init(desired: Int, started: [String], draining: [String]) {
+        self.desired = desired
+        self.started = started
+        self.draining = draining
+    }
+}
+
+/// `POST /v1/requeue`.
+public struct RequeueRequest: Codable, Sendable {
+    public var job: String
+
+    public init(job: String) { self.job = job }
+}
+
+/// The answer to `requeue`: when the server will hand the job out again.
+public struct RequeueResult: Codable, Sendable {
+    public var job: String
+    public var slot: String
+    /// The lease's end as last renewed; the job is back in the queue soon after.
+    public var leaseUntil: Date?
+    public var message: String
+
+    public init(job: String, slot: String, leaseUntil: Date?, message: String) {
+        self.job = job
+        self.slot = slot
+        self.leaseUntil = leaseUntil
+        self.message = message
+    }
+}
+
+/// A generic acknowledgement with the affected slots.
+public struct ActionResult: Codable, Sendable {
+    public var ok: Bool
+    public var slots: [String]
+    public var message: String?
+
+    public init(ok: Bool, slots: [String], message: String? = nil) {
+        self.ok = ok
+        self.slots = slots
+        self.message = message
     }
 }

@@ -149,7 +149,10 @@ public final class ControlServer: @unchecked Sendable {
     private func send(_ conn: Int32, _ response: HTTPResponse) {
         var response = response
         response.headers.append(("Fleet-Version", fleetVersion))
-        UnixSocket.writeAll(conn, response.serialized())
+        guard UnixSocket.writeAll(conn, response.serialized()), let stream = response.stream else { return }
+        // A long-lived stream: writes must not stall forever on a frozen client.
+        UnixSocket.setTimeouts(conn, seconds: timeout)
+        stream { bytes in UnixSocket.writeAll(conn, bytes) }
     }
 
     private func serve(_ conn: Int32) {

@@ -94,4 +94,50 @@ public struct FleetClient: Sendable {
             throw .badResponse("\(error)")
         }
     }
+
+    /// Reads a streamed answer line by line until the daemon closes it or `onLine`
+    /// returns false. Each read waits at most `timeout`: the daemon sends a blank line
+    /// every second, so silence longer than that means it is dead or frozen.
+    public func stream(_ path: String, onLine: (String) -> Bool) throws(FleetClientError) {
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(path: socketPath, timeout: timeout)
+        } catch {
+            throw .notRunning(path: socketPath, reason: String(cString: strerror(error.errno)))
+        }
+        defer { close(fd) }
+        let head = "GET \(path) HTTP/1.1\r\nHost: fleetd\r\nUser-Agent: fleetctl/\(fleetVersion)\r\nConnection: close\r\n\r\n"
+        guard UnixSocket.writeAll(fd, Array(head.utf8)) else { throw .timeout(path: socketPath, seconds: timeout) }
+
+        var buffer: [UInt8] = []
+        var headerDone = false
+        while true {
+            let n = UnixSocket.read(fd, into: &buffer)
+            if n < 0 { throw .timeout(path: socketPath, seconds: timeout) }
+            if !headerDone {
+                guard let end = HTTPParser.find(HTTPParser.crlfcrlf, in: buffer) else {
+                    if n == 0 { throw .badResponse("connection closed before the answer") }
+                    continue
+                }
+                let response = HTTPParser.parseResponse(Array(buffer[0..<(end + 4)]) + [])
+                let status = response?.status ?? 0
+                if status != 200 {
+                    // An error answer has a Content-Length body: read it whole.
+                    var rest = Array(buffer[(end + 4)...])
+                    while UnixSocket.read(fd, into: &rest) > 0 {}
+                    let error = (try? API.decoder().decode(APIError.self, from: Data(rest))) ?? APIError(error: "HTTP \(status)")
+                    throw .server(status: status, error)
+                }
+                buffer.removeSubrange(0..<(end + 4))
+                headerDone = true
+            }
+            while let newline = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                if line.isEmpty { continue }  // keep-alive
+                if !onLine(line) { return }
+            }
+            if n == 0 { return }
+        }
+    }
 }

@@ -38,11 +38,23 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// A streamed body: called with a writer after the head is sent; the writer returns
+    /// false once the client is gone. The stream ends (and the connection closes) when
+    /// the closure returns.
+    public var stream: (@Sendable (_ write: ([UInt8]) -> Bool) -> Void)?
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
+    }
+
+    /// A streamed answer (no Content-Length; the body ends when the connection closes).
+    public init(streaming contentType: String, _ stream: @escaping @Sendable (_ write: ([UInt8]) -> Bool) -> Void) {
+        self.status = 200
+        self.headers = [("Content-Type", contentType), ("Cache-Control", "no-store")]
+        self.body = []
+        self.stream = stream
     }
 
     /// A header's value (case-insensitive name).
@@ -54,7 +66,8 @@ public struct HTTPResponse: Sendable {
     public func serialized() -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        if stream == nil { head += "Content-Length: \(body.count)\r\n" }
+        head += "Connection: close\r\n\r\n"
         return Array(head.utf8) + body
     }
 

@@ -120,6 +120,9 @@ extension Slot {
             nextRenewal = now + leaseInterval
             do {
                 let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
+                if let until = lease["lease_until"]?.string.flatMap(Timestamp.parse) {
+                    state.withLock { $0.job?.leaseUntil = until }
+                }
                 if let sprint = lease["sprint_run_status"]?.string, sprint != "RUNNING" {
                     log.notice("sprint run no longer running", ("sprint_status", sprint))
                     agent.child.stop(killAfter: killAfter)

@@ -36,6 +36,11 @@ public final class Slot: @unchecked Sendable {
         /// Stop the agent now and release its job (restart --now, requeue, shutdown).
         var abortJob = false
         var running = false
+        /// Reconnect with a new instance id once the current job is done.
+        var restartRequested = false
+        /// Starts that failed within the failure window (for the failure budget).
+        var failureTimes: [Double] = []
+        var lastExit: String?
     }
 
     let state = Mutex(State())
@@ -81,9 +86,26 @@ public final class Slot: @unchecked Sendable {
         wake.fire()
     }
 
+    /// Restarts the slot: after its current job (or at once with `now`, releasing the
+    /// job), with a new connection and instance id; clears the failure budget.
+    public func restart(now: Bool) {
+        state.withLock { s in
+            s.restartRequested = true
+            s.failureTimes = []
+            if now && s.job != nil { s.abortJob = true }
+            if s.desired == .drained { s.desired = .up }
+        }
+        waitCancel.withLock { $0 }.cancel()
+        wake.fire()
+        if !isRunning { start() }
+    }
+
     /// Stops the running agent at once; its job is released (its lease left to lapse).
     public func abortJob() {
-        state.withLock { $0.abortJob = true }
+        state.withLock { s in
+            s.abortJob = true
+            s.job?.releasing = true
+        }
         wake.fire()
     }
 
@@ -153,6 +175,13 @@ public final class Slot: @unchecked Sendable {
         while true {
             let wanted = desired
             if wanted == .down { break }
+            if state.withLock({ s in defer { s.restartRequested = false }; return s.restartRequested }) {
+                connection?.close(killAfter: context.config.fleet.killTimeout)
+                connection = nil
+                backoff.reset()
+                state.withLock { $0.lastError = nil }
+                logger.notice("slot restarting")
+            }
             if wanted == .drained {
                 transition(.drained)
                 wake.wait(seconds: 1)
@@ -172,11 +201,7 @@ public final class Slot: @unchecked Sendable {
                     rejectToken(error)
                     continue
                 } catch {
-                    let delay = backoff.next()
-                    restartCounted()
-                    transition(.backoff, error: "connect: \(error)")
-                    logger.warning("connect failed", ("error", error), ("retry_in", formatDuration(delay)))
-                    nap(delay)
+                    failed("connect: \(error)", &backoff)
                     continue
                 }
             }
@@ -189,25 +214,44 @@ public final class Slot: @unchecked Sendable {
                 rejectToken(error)
             } catch {
                 // A transport failure: rebuild the connection after a pause.
-                let delay = backoff.next()
                 conn.markBroken()
-                transition(.backoff, error: "\(error)")
-                logger.warning("server call failed", ("error", error), ("retry_in", formatDuration(delay)))
-                nap(delay)
+                if let exit = conn.server?.wait(seconds: 0.5) {
+                    state.withLock { $0.lastExit = "\(exit)" }
+                }
+                failed("\(error)", &backoff)
             }
         }
         transition(.stopped)
     }
 
-    private func restartCounted() {
-        state.withLock { $0.restarts += 1 }
+    /// A failed start or a lost server: back off with jitter, or give up for good once
+    /// the failure budget is spent (one event, the last exit shown) until restarted.
+    private func failed(_ reason: String, _ backoff: inout Backoff) {
+        let fleet = context.config.fleet
+        let now = monotonicSeconds()
+        let (count, lastExit) = state.withLock { s -> (Int, String?) in
+            s.restarts += 1
+            s.failureTimes = s.failureTimes.filter { now - $0 < fleet.restartWindow } + [now]
+            return (s.failureTimes.count, s.lastExit)
+        }
         try? context.store.incrementRestarts(spec.name)
+        let detail = lastExit.map { "\(reason) (server \($0))" } ?? reason
+        if count >= fleet.restartBudget {
+            transition(.failed, error: "gave up after \(count) failures in \(formatDuration(fleet.restartWindow)): \(detail)")
+            while desired != .down && !state.withLock({ $0.restartRequested }) { wake.wait(seconds: 1) }
+            return
+        }
+        let delay = backoff.next()
+        transition(.backoff, error: detail)
+        try? context.store.event(slot: spec.name, kind: "slot_restart_scheduled", detail: "in \(formatDuration(delay)): \(detail)")
+        logger.warning("slot failed; backing off", ("error", detail), ("retry_in", formatDuration(delay)), ("failures", count))
+        nap(delay)
     }
 
     /// A rejected token: say so and claim nothing until restarted.
     private func rejectToken(_ error: Scrum4MeError) {
         transition(.tokenRejected, error: "\(error)")
-        while desired != .down {
+        while desired != .down && !state.withLock({ $0.restartRequested }) {
             wake.wait(seconds: 1)
         }
     }
