@@ -156,6 +156,9 @@ enum CLI {
         case .badResponse:
             writeErr("fleetctl: \(error)\n")
             return .failed
+        case .denied:
+            writeErr("fleetctl: \(error)\nhint: run fleetctl as the daemon's user or root, or join its read_group\n")
+            return .failed
         }
     }
 

@@ -91,8 +91,8 @@ final class Supervisor: @unchecked Sendable {
             if index < n {
                 slot.start()
             } else {
+                slot.setDesired(.down)
                 try? context.store.setSlotState(slot.spec.name, .stopped)
-                try? context.store.setSlotDesired(slot.spec.name, .down)
             }
         }
         logger.notice("fleet started", ("slots", n), ("configured", slots.count))

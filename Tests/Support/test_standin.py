@@ -183,16 +183,22 @@ def error(result: dict[str, Any]) -> str:
 class Http:
     def __init__(self, db: str, tmp: str, *extra: str):
         self.port_file = os.path.join(tmp, f"port-{time.monotonic_ns()}")
-        self.proc = subprocess.Popen(
-            [PY, STANDIN, "serve-http", "--state", db, "--port", "0", "--port-file", self.port_file, *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        self.err_path = self.port_file + ".stderr"
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [PY, STANDIN, "serve-http", "--state", db, "--port", "0", "--port-file", self.port_file, *extra],
+                stdout=subprocess.DEVNULL, stderr=err,
+            )
         deadline = time.monotonic() + 20
         while not (os.path.exists(self.port_file) and open(self.port_file).read().strip()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve-http did not start: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+                raise AssertionError(f"serve-http did not start: {self.stderr()}")
             time.sleep(0.05)
         self.port = int(open(self.port_file).read())
+
+    def stderr(self) -> str:
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
 
     def post(self, body: Any, token: str | None, accept: str = "application/json, text/event-stream",
              headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict[str, str], bytes]:
@@ -697,8 +703,23 @@ def test_fault_injection_http(tmp):
         assert st == 200 and time.monotonic() - t0 >= 0.5
         st, h, body = srv.tool("tok-a", "get_worker_settings")
         assert st == 200 and json.loads(body)["result"]["structuredContent"] == {"min_quota_pct": 20}
+        # --after: the tool runs, then the answer is broken (a report that "failed" but landed)
+        [jid] = admin(db, "enqueue", "--user", "alice", "--kind", "IDEA_CHAT")
+        srv.tool("tok-a", "wait_for_job", {"wait_seconds": 1})
+        admin(db, "fault", "--tool", "update_job_status", "--kind", "is_error", "--after")
+        st, h, body = srv.tool("tok-a", "update_job_status", {"job_id": jid, "status": "done"})
+        assert json.loads(body)["result"]["isError"] is True and job(db, jid)["status"] == "DONE"
+        # text_only inside an SSE answer
+        admin(db, "fault", "--tool", "get_job_status", "--kind", "text_only")
+        st, h, body = srv.tool("tok-a", "get_job_status", {"job_id": jid}, accept="text/event-stream, application/json",
+                               headers={})
+        r = json.loads(body)["result"] if h["content-type"].startswith("application/json") else sse_messages(body)[0]["result"]
+        assert "structuredContent" not in r and json.loads(r["content"][0]["text"])["status"] == "DONE"
         assert all(f["remaining"] == 0 for f in admin(db, "faults"))
+        assert [c["fault"] for c in admin(db, "calls") if c["fault"]] == [
+            "http_500", "http_401", "malformed", "reset", "is_error", "stall", "is_error(after)", "text_only"]
         assert srv.get("/health")[0] == 200  # still serving after the reset
+        assert "reset_fallback" not in srv.stderr() and "Traceback" not in srv.stderr()
     finally:
         srv.close()
 

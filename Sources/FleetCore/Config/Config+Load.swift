@@ -101,10 +101,7 @@ extension FleetConfig {
         try quotaR.check("probe", quota.probe, "is not one of off, anthropic, command") {
             ["off", "anthropic", "command"].contains($0)
         }
-        quota.credentialFile = try quotaR.path("credential_file")
-        quota.command = try quotaR.stringArray("command") ?? []
-        quota.interval = try quotaR.duration("interval") ?? quota.interval
-        quota.sleepCap = try quotaR.duration("sleep_cap") ?? quota.sleepCap
+        try quotaR.readQuotaKeys(into: &quota)
         try quotaR.finish()
 
         var agentR = try top.table("agent")
@@ -122,6 +119,9 @@ extension FleetConfig {
         }
         agent.githubTokenFile = try agentR.path("github_token_file")
         try agentR.finish()
+        if quota.probe == "anthropic" && quota.credentialFile == nil && agent.credentialFile == nil {
+            throw quotaR.error("credential_file", "is required with probe = \"anthropic\" (or set agent.credential_file)")
+        }
 
         let slots = try top.slots(base: base)
         if let wanted = fleet.slots, wanted < 0 || wanted > slots.count {

@@ -85,14 +85,28 @@ public struct Scrum4MeSection: Sendable, Equatable {
     public var backoffMax: Double = 300
 }
 
-/// `[quota]`: the shared probe.
+/// `[quota]`: the shared probe and the slots' budgets.
 public struct QuotaSection: Sendable, Equatable {
     /// `off` (report 100), `anthropic` or `command`.
     public var probe = "off"
+    /// The Messages API root (a proxy, or a stand-in in tests).
+    public var baseURL = "https://api.anthropic.com"
+    /// The model of the one-token probe call.
+    public var model = "claude-haiku-4-5"
+    /// The probe's credential; `[agent] credential_file` when unset.
     public var credentialFile: String?
+    /// `probe = "command"`: argv of a program printing `{"pct":N,"reset_at_iso":"..."}`.
     public var command: [String] = []
+    /// One probe per interval for the whole fleet.
     public var interval: Double = 300
+    /// Past this age a reading opens no gate (fail safe); 3 x `interval` when unset.
+    public var maxAge: Double = 900
+    /// Longest standby before a slot looks again.
     public var sleepCap: Double = 3600
+    /// Least time between a probe and an on-demand one.
+    public var minProbeGap: Double = 30
+    /// Jobs a slot may start per quota window; nil means no cap.
+    public var jobsPerWindow: Int?
 }
 
 /// `[agent]`: the program run per job.

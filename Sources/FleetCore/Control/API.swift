@@ -79,12 +79,15 @@ public struct QuotaInfo: Codable, Sendable, Equatable {
     public var checkedAt: Date
     /// Where it came from: `anthropic`, `command`, `off`.
     public var source: String
+    /// What was read, per window (`5h 35% left, 7d 80% left; status allowed`).
+    public var detail: String?
 
-    public init(pct: Int, resetsAt: Date?, checkedAt: Date, source: String) {
+    public init(pct: Int, resetsAt: Date?, checkedAt: Date, source: String, detail: String? = nil) {
         self.pct = pct
         self.resetsAt = resetsAt
         self.checkedAt = checkedAt
         self.source = source
+        self.detail = detail
     }
 }
 
@@ -120,11 +123,16 @@ public struct SlotStatus: Codable, Sendable, Equatable {
     public var jobsDone: Int
     public var jobsFailed: Int
     public var since: Date?
+    /// In `standby`: when the slot looks at the quota again.
+    public var resumesAt: Date?
+    /// In `standby`: why (below the floor, a stale reading, the jobs cap).
+    public var standbyReason: String?
 
     public init(
         name: String, desired: SlotDesire, state: SlotState, instanceId: String? = nil,
         job: JobRef? = nil, restarts: Int = 0, lastError: String? = nil, quotaFloor: Int = 0,
-        lastHeartbeat: Date? = nil, jobsDone: Int = 0, jobsFailed: Int = 0, since: Date? = nil
+        lastHeartbeat: Date? = nil, jobsDone: Int = 0, jobsFailed: Int = 0, since: Date? = nil,
+        resumesAt: Date? = nil, standbyReason: String? = nil
     ) {
         self.name = name
         self.desired = desired
@@ -138,6 +146,8 @@ public struct SlotStatus: Codable, Sendable, Equatable {
         self.jobsDone = jobsDone
         self.jobsFailed = jobsFailed
         self.since = since
+        self.resumesAt = resumesAt
+        self.standbyReason = standbyReason
     }
 }
 

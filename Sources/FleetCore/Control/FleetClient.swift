@@ -17,6 +17,8 @@ public enum FleetClientError: Error, CustomStringConvertible {
     case timeout(path: String, seconds: Double)
     /// The answer could not be read.
     case badResponse(String)
+    /// The socket exists but this user may not use it.
+    case denied(path: String)
     /// The daemon answered with an error status.
     case server(status: Int, APIError)
 
@@ -26,6 +28,7 @@ public enum FleetClientError: Error, CustomStringConvertible {
         case .timeout(let path, let seconds):
             "fleetd did not answer within \(formatDuration(seconds)) on \(path)"
         case .badResponse(let why): "unreadable answer from fleetd: \(why)"
+        case .denied(let path): "permission denied on \(path)"
         case .server(_, let error): error.error
         }
     }
@@ -51,6 +54,7 @@ public struct FleetClient: Sendable {
             if error.errno == EAGAIN || error.errno == ETIMEDOUT {
                 throw .timeout(path: socketPath, seconds: timeout)
             }
+            if error.errno == EACCES || error.errno == EPERM { throw .denied(path: socketPath) }
             throw .notRunning(path: socketPath, reason: String(cString: strerror(error.errno)))
         }
         defer { close(fd) }
@@ -58,9 +62,9 @@ public struct FleetClient: Sendable {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: fleetd\r\nUser-Agent: fleetctl/\(fleetVersion)\r\n"
         if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
         head += "Connection: close\r\n\r\n"
-        guard UnixSocket.writeAll(fd, Array(head.utf8) + Array(body ?? Data())) else {
-            throw .timeout(path: socketPath, seconds: timeout)
-        }
+        // A daemon that refuses us may answer and close before reading the request:
+        // a failed write is not the end, the answer may be waiting.
+        let wrote = UnixSocket.writeAll(fd, Array(head.utf8) + Array(body ?? Data()))
 
         var buffer: [UInt8] = []
         while true {
@@ -70,6 +74,7 @@ public struct FleetClient: Sendable {
             let n = UnixSocket.read(fd, into: &buffer)
             if n < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout(path: socketPath, seconds: timeout) }
+                if !wrote && buffer.isEmpty { throw .badResponse("connection closed before the request was sent") }
                 throw .badResponse(String(cString: strerror(errno)))
             }
             if let response = HTTPParser.parseResponse(buffer), n == 0 || response.header("content-length") != nil {
@@ -103,6 +108,7 @@ public struct FleetClient: Sendable {
         do {
             fd = try UnixSocket.connect(path: socketPath, timeout: timeout)
         } catch {
+            if error.errno == EACCES || error.errno == EPERM { throw .denied(path: socketPath) }
             throw .notRunning(path: socketPath, reason: String(cString: strerror(error.errno)))
         }
         defer { close(fd) }

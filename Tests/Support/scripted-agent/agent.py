@@ -43,6 +43,7 @@ def _reexec_in_fixture_venv() -> None:
     import importlib.util
 
     if importlib.util.find_spec("mcp") is not None:
+        os.environ.pop("FLEET_FIXTURES_REEXEC", None)  # not for our children
         return
     if os.environ.get("FLEET_FIXTURES_REEXEC"):
         sys.stderr.write("%s: the MCP SDK is missing; run scripts/setup-fixtures.sh and use its python\n" % os.path.basename(__file__))
@@ -256,11 +257,11 @@ def commit_in_worktree(payload: dict[str, Any]) -> str | None:
     name = f"scripted-agent-{jid[:8]}.txt"
     with open(os.path.join(wt, name), "a") as f:
         f.write(f"job {jid} done by scripted agent pid {os.getpid()} at {now_iso()}\n")
-    git = ["git", "-C", wt, "-c", "user.name=Scripted Agent", "-c", "user.email=scripted-agent@example.invalid",
-           "-c", "commit.gpgsign=false"]
+    git = ["git", "-C", wt, "-c", "safe.directory=*", "-c", "user.name=Scripted Agent",
+           "-c", "user.email=scripted-agent@example.invalid", "-c", "commit.gpgsign=false"]
     subprocess.run(git + ["add", name], check=True, capture_output=True)
     subprocess.run(git + ["commit", "-q", "-m", f"scripted agent: job {jid}"], check=True, capture_output=True)
-    sha = subprocess.run(["git", "-C", wt, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     emit({"type": "assistant", "message": {"role": "assistant",
           "content": [{"type": "text", "text": f"committed {name} as {sha[:12]}"}]}})
     return sha

@@ -3,8 +3,8 @@
 The MCP work is done by the SDK's `StreamableHTTPSessionManager` (stateless mode) around the
 same low-level server as on stdio; this ASGI wrapper in front of it checks the token
 (401 with JSON-RPC error -32001), records presence and the call log, picks JSON or SSE for
-the answer, and injects faults. The SDK's answer is captured whole and then sent on, as it
-is or changed by a fault.
+the answer, and injects faults. The SDK's answer streams through (copied for the call
+log) unless a fault changes it; then it is captured whole and sent afterwards.
 
 Routes: POST /mcp; GET|DELETE /mcp -> 405; GET /health -> {"ok":true,...}; else 404.
 """
@@ -312,6 +312,40 @@ class StandinHTTP:
             return {"type": "http.disconnect"}
 
         cap: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+        # Without a fault that changes the answer, the SDK's answer streams straight through
+        # (an SSE answer's headers and keep-alive pings arrive as the SDK sends them) and is
+        # only copied for the call log; otherwise it is held back whole and sent afterwards.
+        passthrough = not (fault and (after or kind in ("text_only", "sse_chunked")))
+
+        logged = False
+
+        def parse_captured() -> tuple[int, list, bytes, bool, list[dict[str, Any]], dict[str, Any] | None]:
+            status = cap["status"]
+            headers = cap["headers"]
+            raw = b"".join(cap["body"])
+            ctype = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"").decode("latin-1")
+            is_sse = ctype.startswith("text/event-stream")
+            messages: list[dict[str, Any]] = []
+            if status == 200:
+                if is_sse:
+                    messages = parse_sse(raw)
+                else:
+                    with contextlib.suppress(ValueError):
+                        o = json.loads(raw)
+                        messages = [o] if isinstance(o, dict) else []
+            response = next((m for m in messages if wire.is_response(m)), None)
+            return status, headers, raw, is_sse, messages, response
+
+        async def log_outcome(status: int, raw: bytes, response: dict[str, Any] | None, label: str | None) -> None:
+            nonlocal logged
+            if logged or info is None:
+                return
+            logged = True
+            if response is not None:
+                s_, m_, j_ = wire.outcome(response)
+            else:
+                s_, m_, j_ = ("http_" + str(status)), raw[:300].decode("utf-8", "replace"), None
+            await log_call(s_, m_, label, j_)
 
         async def capture(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -319,6 +353,13 @@ class StandinHTTP:
                 cap["headers"] = list(message.get("headers") or [])
             elif message["type"] == "http.response.body":
                 cap["body"].append(message.get("body", b""))
+                if passthrough and not message.get("more_body"):
+                    # log before the last byte leaves, so a client that saw the answer sees the log
+                    st_, _, raw_, _, _, resp_ = parse_captured()
+                    await log_outcome(st_, raw_, resp_, kind)
+            if passthrough:
+                with contextlib.suppress(Exception):
+                    await send(message)
 
         async def watch_disconnect() -> None:
             while True:
@@ -332,24 +373,11 @@ class StandinHTTP:
             tg.start_soon(watch_disconnect)
             await mgr.handle_request(inner, replay, capture)
             tg.cancel_scope.cancel()
-        if ctx.disconnected.is_set():
+        if ctx.disconnected.is_set() and not cap["body"]:
             await log_call("disconnected", "client went away before the answer", kind)
             return
 
-        status = cap["status"]
-        headers = cap["headers"]
-        raw = b"".join(cap["body"])
-        ctype = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"").decode("latin-1")
-        is_sse = ctype.startswith("text/event-stream")
-        messages: list[dict[str, Any]] = []
-        if status == 200:
-            if is_sse:
-                messages = parse_sse(raw)
-            else:
-                with contextlib.suppress(ValueError):
-                    o = json.loads(raw)
-                    messages = [o] if isinstance(o, dict) else []
-        response = next((m for m in messages if wire.is_response(m)), None)
+        status, headers, raw, is_sse, messages, response = parse_captured()
 
         fault_label = kind + ("(after)" if after and kind != "text_only" else "") if kind else None
         if fault and (after or kind == "text_only") and response is not None:
@@ -386,12 +414,9 @@ class StandinHTTP:
             else:
                 raw = json.dumps(response).encode()
 
-        if info is not None:
-            if response is not None:
-                s, m_, j = wire.outcome(response)
-            else:
-                s, m_, j = ("http_" + str(status)), raw[:300].decode("utf-8", "replace"), None
-            await log_call(s, m_, fault_label, j)
+        await log_outcome(status, raw, response, fault_label)
+        if passthrough:
+            return
 
         if kind == "sse_chunked":
             hs = [(k, v) for k, v in headers if k.lower() != b"content-length"]

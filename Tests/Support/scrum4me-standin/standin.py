@@ -25,6 +25,7 @@ def _reexec_in_fixture_venv() -> None:
     import importlib.util
 
     if importlib.util.find_spec("mcp") is not None:
+        os.environ.pop("FLEET_FIXTURES_REEXEC", None)  # not for our children
         return
     if os.environ.get("FLEET_FIXTURES_REEXEC"):
         sys.stderr.write("%s: the MCP SDK is missing; run scripts/setup-fixtures.sh and use its python\n" % os.path.basename(__file__))

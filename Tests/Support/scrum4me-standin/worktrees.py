@@ -35,8 +35,9 @@ def branch_for(kind: str, job_id: str) -> str:
 def _git(*args: str, cwd: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    # safe.directory=*: the test repos may belong to another user than the server's
     p = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        ["git", "-c", "safe.directory=*", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
     )
     if check and p.returncode != 0:
         raise WorktreeError(f"git {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[:500]}")
