@@ -18,7 +18,9 @@ enum JobOutcome: String {
 
 extension Slot {
     /// Step 5 and 6: record the claim, run the agent with lease renewal, settle the job.
-    func runJob(_ claim: Claim, _ conn: Connection) {
+    /// `answeredAt` is when the claim answer arrived (realtime ns), for the per-job
+    /// overhead benchmark: it is logged with the agent's spawn.
+    func runJob(_ claim: Claim, _ conn: Connection, answeredAt: UInt64) {
         let now = Date()
         let ref = JobRef(id: claim.jobId, kind: claim.kind, since: now)
         state.withLock {
@@ -39,7 +41,7 @@ extension Slot {
         let log = logger.with(("job", claim.jobId))
         log.notice("job claimed", ("kind", claim.kind))
 
-        let (outcome, detail) = execute(claim, conn, log)
+        let (outcome, detail) = execute(claim, conn, log, answeredAt: answeredAt)
 
         let next: SlotState = desired == .up ? .idle : (desired == .drained ? .drained : .stopped)
         try? context.store.finishJob(
@@ -56,7 +58,7 @@ extension Slot {
         log.notice("job finished", ("outcome", outcome.rawValue), ("detail", detail.map { String($0.prefix(200)) }))
     }
 
-    private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger) -> (JobOutcome, String?) {
+    private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger, answeredAt: UInt64) -> (JobOutcome, String?) {
         // The payload file and the agent's MCP config live in the slot's private dir.
         let dir = context.slotDir(spec.name)
         let payloadPath = "\(dir)/payload-\(claim.jobId).json"
@@ -78,7 +80,7 @@ extension Slot {
             return (.released, "agent did not start: \(error)")
         }
         try? context.store.recordAgent(slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
-        log.info("agent started", ("pid", agent.child.pid))
+        log.info("agent started", ("pid", agent.child.pid), ("claim_answer_ns", answeredAt))
 
         let ending = superviseAgent(agent, claim, conn, log)
         agent.finishOutput()

@@ -289,6 +289,6 @@ public final class Slot: @unchecked Sendable {
             return
         }
         guard case .claimed(let claim) = result else { return }
-        runJob(claim, conn)
+        runJob(claim, conn, answeredAt: realtimeNanoseconds())
     }
 }
