@@ -87,8 +87,11 @@ final class Supervisor: @unchecked Sendable {
         }
         let n = resolveScale()
         desiredCount.withLock { $0 = n }
+        let refused = slotsSharingAToken()
         for (index, slot) in slots.enumerated() {
-            if index < n {
+            if let other = refused[slot.spec.name] {
+                slot.refuse("its token is the same as slot \(other)'s; each slot needs its own token")
+            } else if index < n {
                 slot.start()
             } else {
                 slot.setDesired(.down)
@@ -103,6 +106,23 @@ final class Supervisor: @unchecked Sendable {
 
     /// The running slots' names (the ones `drain --all` means).
     var runningNames: [String] { slots.filter { $0.isRunning && $0.desired != .down }.map(\.spec.name) }
+
+    /// Slots whose token file holds the same token as an earlier slot's (by content:
+    /// two files may hold one token). Two slots on one token could finish each other's
+    /// jobs, so the later one never starts.
+    private func slotsSharingAToken() -> [String: String] {
+        var seen: [String: String] = [:]
+        var refused: [String: String] = [:]
+        for slot in slots {
+            guard let token = try? Secrets.read(slot.spec.tokenFile) else { continue }
+            if let first = seen[token] {
+                refused[slot.spec.name] = first
+            } else {
+                seen[token] = slot.spec.name
+            }
+        }
+        return refused
+    }
 
     /// Drains slots: no new job; the current one finishes; heartbeats go on.
     func drain(_ names: [String]) {

@@ -118,18 +118,44 @@ extension FleetConfig {
             ["auto", "oauth", "api_key"].contains($0)
         }
         agent.githubTokenFile = try agentR.path("github_token_file")
+        agent.promptDir = try agentR.path("prompt_dir")
         try agentR.finish()
         if quota.probe == "anthropic" && quota.credentialFile == nil && agent.credentialFile == nil {
             throw quotaR.error("credential_file", "is required with probe = \"anthropic\" (or set agent.credential_file)")
         }
 
         let slots = try top.slots(base: base)
+        try checkNothingShared(slots, path: path)
         if let wanted = fleet.slots, wanted < 0 || wanted > slots.count {
             throw fleetR.error("slots", "\(wanted) is outside 0...\(slots.count) (the configured slots)")
         }
         try top.finish()
         return FleetConfig(
             path: path, fleet: fleet, scrum4me: s4m, quota: quota, agent: agent, slots: slots)
+    }
+}
+
+/// No two slots may share a token (they could finish each other's jobs), a clone
+/// (incident 3: a stale local branch broke the later push) or a worktree root.
+func checkNothingShared(_ slots: [SlotSpec], path: String) throws(ConfigError) {
+    var tokens: [String: String] = [:]
+    var roots: [String: String] = [:]
+    var worktrees: [String: String] = [:]
+    for slot in slots {
+        if let other = tokens.updateValue(slot.name, forKey: slot.tokenFile) {
+            throw ConfigError(path: path, line: nil, key: "slot \(slot.name).token_file",
+                              message: "\"\(slot.tokenFile)\" is also slot \(other)'s; each slot needs its own token")
+        }
+        for root in Set(slot.repoRoots.values) {
+            if let other = roots.updateValue(slot.name, forKey: root) {
+                throw ConfigError(path: path, line: nil, key: "slot \(slot.name).repo_roots",
+                                  message: "\"\(root)\" is also slot \(other)'s clone; each slot needs its own clone")
+            }
+        }
+        if let wt = slot.worktreeRoot, let other = worktrees.updateValue(slot.name, forKey: wt) {
+            throw ConfigError(path: path, line: nil, key: "slot \(slot.name).worktree_root",
+                              message: "\"\(wt)\" is also slot \(other)'s; each slot needs its own worktree root")
+        }
     }
 }
 
@@ -262,6 +288,10 @@ struct TableReader {
             }
             guard let tokenFile else { throw r.error("token_file", "is required") }
             let roots = try r.stringTable("repo_roots") ?? [:]
+            let urls = try r.stringTable("repo_urls") ?? [:]
+            for product in urls.keys where roots[product] == nil {
+                throw r.error("repo_urls", "\"\(product)\" has a URL but no entry in repo_roots")
+            }
             let worktreeRoot = try r.string("worktree_root")
             let minQuota = try r.int("min_quota_pct") ?? 0
             try r.check("min_quota_pct", minQuota, "must be between 0 and 100") { (0...100).contains($0) }
@@ -286,7 +316,7 @@ struct TableReader {
                 seen[slotName] = "slot[\(index)]"
                 specs.append(SlotSpec(
                     name: slotName, tokenFile: absolute(sub(tokenFile)),
-                    repoRoots: roots.mapValues { absolute(sub($0)) },
+                    repoRoots: roots.mapValues { absolute(sub($0)) }, repoURLs: urls.mapValues(sub),
                     worktreeRoot: worktreeRoot.map { absolute(sub($0)) }, minQuotaPct: minQuota,
                     tier: tier, product: product, runtime: runtime, capabilities: capabilities))
             }

@@ -18,7 +18,7 @@ extension TableReader {
         }
 
         quota.interval = try duration("interval") ?? quota.interval
-        try check("interval", formatDuration(quota.interval), "must be longer than 0s") { _ in quota.interval > 0 }
+        guard quota.interval > 0 else { throw error("interval", "\"0s\" must be longer than 0s") }
         if let maxAge = try duration("max_age") {
             guard maxAge > quota.interval else {
                 throw error("max_age", "\"\(formatDuration(maxAge))\" must be longer than interval (\(formatDuration(quota.interval)))")
@@ -28,7 +28,7 @@ extension TableReader {
             quota.maxAge = 3 * quota.interval
         }
         quota.sleepCap = try duration("sleep_cap") ?? quota.sleepCap
-        try check("sleep_cap", formatDuration(quota.sleepCap), "must be longer than 0s") { _ in quota.sleepCap > 0 }
+        guard quota.sleepCap > 0 else { throw error("sleep_cap", "\"0s\" must be longer than 0s") }
         quota.minProbeGap = try duration("min_probe_gap") ?? quota.minProbeGap
 
         quota.jobsPerWindow = try int("jobs_per_window")

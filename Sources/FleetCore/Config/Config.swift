@@ -125,6 +125,8 @@ public struct AgentSection: Sendable, Equatable {
     public var credentialKind = "auto"
     /// GitHub token for pushes (`GH_TOKEN`), where agents push.
     public var githubTokenFile: String?
+    /// Operator prompts: `<KIND>.md` (or `default.md`) override the built-in ones.
+    public var promptDir: String?
 }
 
 /// One configured slot, after template expansion.
@@ -133,6 +135,8 @@ public struct SlotSpec: Sendable, Equatable {
     public var tokenFile: String
     /// product id -> the slot's clone.
     public var repoRoots: [String: String] = [:]
+    /// product id -> URL to clone from when the clone is missing at slot start.
+    public var repoURLs: [String: String] = [:]
     public var worktreeRoot: String?
     public var minQuotaPct: Int = 0
     public var tier: String?

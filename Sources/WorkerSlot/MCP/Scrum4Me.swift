@@ -54,6 +54,12 @@ public enum ToolFailure: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// True for a refusal that means the job was cancelled.
+    public var isCancellation: Bool {
+        if case .jobCancelled = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .tokenRejected(let t), .jobCancelled(let t), .permissionDenied(let t), .other(let t): t

@@ -42,6 +42,8 @@ extension Slot {
         log.notice("job claimed", ("kind", claim.kind))
 
         let (outcome, detail) = execute(claim, conn, log, answeredAt: answeredAt)
+        // Only now that the agent has exited (incident 7): clean or flag its worktree.
+        if let worktree = claim.worktreePath { cleanUpWorktree(worktree) }
 
         let next: SlotState = desired == .up ? .idle : (desired == .drained ? .drained : .stopped)
         try? context.store.finishJob(
@@ -93,6 +95,8 @@ extension Slot {
         case timedOut
         case aborted
         case lostJob(String)
+        /// Cancelled on the server (a cascade) while the agent worked: drop it.
+        case cancelled(String)
     }
 
     /// Waits for the agent while renewing the lease; stops it on timeout, abort, or a
@@ -140,6 +144,7 @@ extension Slot {
                 }
                 log.warning("lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
                 agent.child.stop(killAfter: killAfter)
+                if serverState == "CANCELLED" || failure.isCancellation { return .cancelled("\(failure)") }
                 return .lostJob("\(failure)")
             } catch {
                 // Transport trouble: keep the agent, try again next interval.
@@ -156,6 +161,8 @@ extension Slot {
             return (.released, "released by the fleet; the server requeues it when its lease lapses")
         case .lostJob(let why):
             return (.released, why)
+        case .cancelled(let why):
+            return (.cancelled, why)
         default:
             break
         }
@@ -171,18 +178,16 @@ extension Slot {
             return (outcome, outcome == .done ? nil : "server reports \(serverStatus)")
         }
 
-        // Still ours and not terminal: report what happened.
-        let error: String
-        switch ending {
-        case .timedOut:
-            error = "agent timed out after \(formatDuration(context.config.agent.timeout))"
-        case .exited(let status) where status.isSuccess:
-            error = "agent exited without reporting a status"
-        case .exited(let status):
-            let excerpt = agent.errorExcerpt()
-            error = "agent failed (\(status))" + (excerpt.isEmpty ? "" : ": \(excerpt)")
-        default:
-            error = "agent ended"
+        // Still ours and not terminal: report it, or let the lease lapse, per policy.
+        let verdict = FailurePolicy.verdict(
+            kind: claim.kind, ending: ending, excerpt: agent.errorExcerpt(),
+            timeout: context.config.agent.timeout, quotaExhausted: quotaExhausted())
+        guard case .report(let error) = verdict else {
+            if case .release(let why) = verdict {
+                log.notice("letting the lease lapse", ("reason", why))
+                return (.released, why)
+            }
+            return (.released, nil)
         }
         do {
             _ = try conn.api.updateJobStatus(jobId: claim.jobId, status: "failed", error: error)
@@ -195,6 +200,12 @@ extension Slot {
             log.warning("cannot report failure", ("error", error))
             return (.released, "cannot report the failure: \(error)")
         }
+    }
+
+    /// True when the fleet's latest reading is below this slot's floor (or empty).
+    private func quotaExhausted() -> Bool {
+        guard let reading = context.quota.latest else { return false }
+        return reading.pct <= 0 || reading.pct < state.withLock { $0.quotaFloor }
     }
 
     private func agentLaunch(_ claim: Claim, _ conn: Connection, payloadPath: String, mcpPath: String) throws -> AgentLaunch {
@@ -241,7 +252,8 @@ extension Slot {
         env["PAYLOAD_PATH"] = payloadPath
         env["SCRUM4ME_JOB_ID"] = claim.jobId
 
-        let prompt = AgentLaunch.prompt(kind: claim.kind, payloadPath: payloadPath)
+        let prompt = AgentLaunch.prompt(
+            kind: claim.kind, jobId: claim.jobId, payloadPath: payloadPath, promptDir: config.agent.promptDir)
         let args = AgentLaunch.flags(config: claim.payload["config"], mcpConfigPath: mcpPath, prompt: prompt)
         return AgentLaunch(
             executable: config.agent.command[0],

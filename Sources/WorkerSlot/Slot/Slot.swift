@@ -41,6 +41,8 @@ public final class Slot: @unchecked Sendable {
         /// Starts that failed within the failure window (for the failure budget).
         var failureTimes: [Double] = []
         var lastExit: String?
+        /// Worktrees kept because they hold uncommitted work.
+        var dirtyWorktrees: [String] = []
     }
 
     let state = Mutex(State())
@@ -48,6 +50,8 @@ public final class Slot: @unchecked Sendable {
     let wake = Signal()
     /// Cancels a pending `wait_for_job` (drain, stop).
     let waitCancel = Mutex(CancelFlag())
+    /// The quota gate: standby reason and resume time, jobs in this window.
+    let quotaGateState = Mutex(SlotGateState())
     /// Fired once when the loop has ended.
     public let finished = Signal()
 
@@ -100,6 +104,12 @@ public final class Slot: @unchecked Sendable {
         if !isRunning { start() }
     }
 
+    /// Refuses to run this slot (a shared token): `failed` with the reason, no thread.
+    public func refuse(_ reason: String) {
+        state.withLock { $0.desired = .down }
+        transition(.failed, error: reason)
+    }
+
     /// Stops the running agent at once; its job is released (its lease left to lapse).
     public func abortJob() {
         state.withLock { s in
@@ -116,12 +126,15 @@ public final class Slot: @unchecked Sendable {
 
     /// The slot as `fleetctl status` shows it.
     public var status: SlotStatus {
-        state.withLock { s in
-            SlotStatus(
+        let gate = quotaGateState.withLock { $0 }
+        return state.withLock { s in
+            let standby = s.actual == .standby
+            return SlotStatus(
                 name: spec.name, desired: s.desired, state: s.actual, instanceId: s.instanceId,
                 job: s.job, restarts: s.restarts, lastError: s.lastError, quotaFloor: s.quotaFloor,
                 lastHeartbeat: s.lastHeartbeat, jobsDone: s.jobsDone, jobsFailed: s.jobsFailed,
-                since: s.since)
+                since: s.since, resumesAt: standby ? gate.resumesAt : nil,
+                standbyReason: standby ? gate.reason : nil)
         }
     }
 
@@ -168,6 +181,7 @@ public final class Slot: @unchecked Sendable {
     // MARK: The loop
 
     private func run() {
+        prepareWorktrees()
         var backoff = Backoff(min: context.config.scrum4me.backoffMin, max: context.config.scrum4me.backoffMax)
         var connection: Connection?
         defer { connection?.close(killAfter: context.config.fleet.killTimeout) }
@@ -212,6 +226,12 @@ public final class Slot: @unchecked Sendable {
                 backoff.reset()
             } catch let error where error.isTokenRejection {
                 rejectToken(error)
+            } catch .tool(let failure) {
+                // The server refused a call (a missing repo root, a validation error):
+                // the connection is fine; back off so a persistent refusal is no loop.
+                failed("server refused: \(failure)", &backoff)
+            } catch .mcp(.rpc(let code, let message)) {
+                failed("server error \(code): \(message)", &backoff)
             } catch {
                 // A transport failure: rebuild the connection after a pause.
                 conn.markBroken()
@@ -262,17 +282,8 @@ public final class Slot: @unchecked Sendable {
         let floor = max(spec.minQuotaPct, serverFloor)
         state.withLock { $0.quotaFloor = floor }
 
-        let reading = context.quota.latest
-        try conn.heartbeat(reading)
-
-        if let reading, reading.pct < floor {
-            transition(.standby, error: nil)
-            let until = (reading.resetsAt ?? Date().addingTimeInterval(context.config.quota.interval)).addingTimeInterval(5)
-            let wait = min(max(1, until.timeIntervalSinceNow), context.config.quota.sleepCap)
-            logger.info("standing by", ("pct", reading.pct), ("floor", floor), ("until", Timestamp.iso8601(Date().addingTimeInterval(wait))))
-            nap(wait)
-            return
-        }
+        try conn.heartbeat(context.quota.latest)
+        if standByIfGated(floor: floor) { return }
 
         guard desired == .up else { return }
         transition(.idle)
@@ -289,6 +300,7 @@ public final class Slot: @unchecked Sendable {
             return
         }
         guard case .claimed(let claim) = result else { return }
+        countJobStarted()
         runJob(claim, conn, answeredAt: realtimeNanoseconds())
     }
 }
