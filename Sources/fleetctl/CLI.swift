@@ -81,6 +81,7 @@ enum CLI {
         case "requeue": code = Actions.requeue(options, rest)
         case "events": code = Streams.events(options, rest)
         case "logs": code = Streams.logs(options, rest)
+        case "quota": code = Quota.run(options, rest)
         case "completion":
             guard rest.count == 1, let script = completionScript(rest[0]) else { usageError("completion needs bash or zsh") }
             print(script)

@@ -102,15 +102,18 @@ enum Status {
             let reset = q.resetsAt.map { "  resets \(Timestamp.iso8601($0))" } ?? ""
             lines.append("quota \(q.pct)% remaining (\(q.source), \(age(q.checkedAt) ?? "-") ago)\(reset)")
         }
-        var table = Table(header: ["SLOT", "STATE", "DESIRED", "JOB", "KIND", "FOR", "DONE", "FAILED", "RESTARTS", "HEARTBEAT", "ERROR"])
+        var table = Table(header: ["SLOT", "STATE", "DESIRED", "JOB", "KIND", "FOR", "RESUMES", "DONE", "FAILED", "RESTARTS", "HEARTBEAT", "ERROR"])
         for s in status.slots {
             table.add([
                 s.name, s.state.rawValue, s.desired.rawValue, s.job?.id, s.job?.kind,
-                age(s.job?.since ?? s.since), "\(s.jobsDone)", "\(s.jobsFailed)", "\(s.restarts)",
+                age(s.job?.since ?? s.since), s.resumesAt.map(Timestamp.iso8601), "\(s.jobsDone)", "\(s.jobsFailed)", "\(s.restarts)",
                 age(s.lastHeartbeat).map { "\($0) ago" }, s.lastError.map { String($0.prefix(60)) },
             ])
         }
         lines.append(table.render())
+        for s in status.slots where s.state == .standby {
+            lines.append("\(s.name): standby until \(s.resumesAt.map(Timestamp.iso8601) ?? "-"): \(s.standbyReason ?? "below its quota floor")")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -36,6 +36,8 @@ struct Routes: Sendable {
             Route(method: "GET", path: "/v1/events", mutates: false) { r throws(APIFailure) in try events(r) },
             Route(method: "GET", path: "/v1/logs", mutates: false) { r throws(APIFailure) in try logs(r) },
             Route(method: "GET", path: "/metrics", mutates: false) { _ in metrics() },
+            Route(method: "GET", path: "/v1/quota", mutates: false) { _ in jsonResponse(quotaStatus()) },
+            Route(method: "POST", path: "/v1/quota/probe", mutates: true) { _ throws(APIFailure) in try probeQuota() },
             Route(method: "POST", path: "/v1/drain", mutates: true) { r throws(APIFailure) in
                 let names = try slotNames(try decode(SlotsRequest.self, r))
                 supervisor.drain(names)

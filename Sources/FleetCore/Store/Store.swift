@@ -60,6 +60,15 @@ public final class Store: @unchecked Sendable {
                 detail TEXT
             );
             """),
+        ("0002_quota_probes", """
+            ALTER TABLE quota_readings ADD COLUMN detail TEXT;
+            CREATE TABLE quota_failures (
+                id INTEGER PRIMARY KEY,
+                at REAL NOT NULL,
+                source TEXT NOT NULL,
+                error TEXT NOT NULL
+            );
+            """),
     ]
 
     /// Opens the database at `path`, migrating it forward.
@@ -271,10 +280,11 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Quota
 
+    /// Records a probe's reading (never the credential that took it).
     public func recordQuota(_ reading: QuotaInfo) throws {
         try locked {
-            try db.run("INSERT INTO quota_readings (pct, resets_at, checked_at, source) VALUES (?, ?, ?, ?)",
-                reading.pct, reading.resetsAt, reading.checkedAt, reading.source)
+            try db.run("INSERT INTO quota_readings (pct, resets_at, checked_at, source, detail) VALUES (?, ?, ?, ?, ?)",
+                reading.pct, reading.resetsAt, reading.checkedAt, reading.source, reading.detail)
             // Keep the table small: the latest readings are all anyone reads.
             try db.run("DELETE FROM quota_readings WHERE id <= (SELECT MAX(id) FROM quota_readings) - 1000")
         }
@@ -282,8 +292,26 @@ public final class Store: @unchecked Sendable {
 
     public func latestQuota() throws -> QuotaInfo? {
         try locked {
-            try db.all("SELECT pct, resets_at, checked_at, source FROM quota_readings ORDER BY id DESC LIMIT 1") { r in
-                QuotaInfo(pct: r.int(0), resetsAt: r.date(1), checkedAt: r.date(2) ?? Date(), source: r.string(3) ?? "")
+            try db.all("SELECT pct, resets_at, checked_at, source, detail FROM quota_readings ORDER BY id DESC LIMIT 1") { r in
+                QuotaInfo(pct: r.int(0), resetsAt: r.date(1), checkedAt: r.date(2) ?? Date(), source: r.string(3) ?? "",
+                          detail: r.string(4))
+            }.first
+        }
+    }
+
+    /// Records a failed probe: the last reading stays as it was, and ages.
+    public func recordQuotaFailure(at date: Date, source: String, error: String) throws {
+        try locked {
+            try db.run("INSERT INTO quota_failures (at, source, error) VALUES (?, ?, ?)", date, source, error)
+            try db.run("DELETE FROM quota_failures WHERE id <= (SELECT MAX(id) FROM quota_failures) - 1000")
+        }
+    }
+
+    /// The last failed probe: when, and why.
+    public func latestQuotaFailure() throws -> (at: Date, error: String)? {
+        try locked {
+            try db.all("SELECT at, error FROM quota_failures ORDER BY id DESC LIMIT 1") { r in
+                (at: r.date(0) ?? Date(timeIntervalSince1970: 0), error: r.string(1) ?? "")
             }.first
         }
     }
