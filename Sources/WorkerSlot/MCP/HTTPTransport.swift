@@ -82,7 +82,11 @@ public final class HTTPTransport: MCPTransport, @unchecked Sendable {
 
     /// Finds the JSON-RPC response with `id` among an SSE stream's events.
     static func response(inSSE body: Data, id: Int) throws(MCPError) -> JSONValue {
-        let text = String(decoding: body, as: UTF8.self)
+        // Split on bytes: in a Swift String "\r\n" is one Character, not two.
+        let lines = body.split(separator: 10, omittingEmptySubsequences: false).map { line -> Substring in
+            let bytes = line.last == 13 ? line.dropLast() : line[...]
+            return Substring(String(decoding: bytes, as: UTF8.self))
+        }
         var data: [Substring] = []
         var found: JSONValue?
         func dispatch() {
@@ -94,8 +98,7 @@ public final class HTTPTransport: MCPTransport, @unchecked Sendable {
             else { return }
             found = message
         }
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+        for line in lines {
             if line.isEmpty {
                 dispatch()
             } else if line.hasPrefix("data:") {
