@@ -37,20 +37,25 @@ enum Quota {
     /// Asks for a probe, waits until it has ended, shows the result; fails when it
     /// failed (the last reading is still shown, with its age).
     static func probeAndShow(_ options: GlobalOptions) throws(FleetClientError) -> Exit {
-        let (accepted, _) = try CLI.call("POST", "/v1/quota/probe", body: Data("{}".utf8), options, as: ProbeAccepted.self)
+        let (accepted, _) = try CLI.call(
+            "POST", "/v1/quota/probe", body: Data("{}".utf8), options, as: ProbeAccepted.self)
         let deadline = monotonicSeconds() + max(options.timeout, probeWait)
         while true {
             let (status, _) = try CLI.call("GET", "/v1/quota", body: nil, options, as: QuotaStatus.self)
             if status.probesCompleted >= accepted.probe {
                 show(status, options)
                 if status.lastProbeOk == false {
-                    writeErr("fleetctl: probe \(accepted.probe) failed: \(status.lastError ?? "unknown error")\n")
+                    writeErr(
+                        "fleetctl: probe \(accepted.probe) failed: \(status.lastError ?? "unknown error")\n")
                     return .failed
                 }
                 return .ok
             }
             guard monotonicSeconds() < deadline else {
-                writeErr("fleetctl: probe \(accepted.probe) did not finish within \(formatDuration(max(options.timeout, probeWait)))\n")
+                writeErr(
+                    "fleetctl: probe \(accepted.probe) did not finish within"
+                        + " \(formatDuration(max(options.timeout, probeWait)))\n"
+                )
                 return .timeout
             }
             usleep(200_000)
@@ -69,7 +74,10 @@ enum Quota {
         var lines: [String] = []
         if let r = q.reading {
             let reset = r.resetsAt.map { ", resets \(Timestamp.iso8601($0))" } ?? ""
-            lines.append("quota \(r.pct)% remaining, checked \(age(r.checkedAt, now: now) ?? "-") ago (\(r.source))\(reset)")
+            lines.append(
+                "quota \(r.pct)% remaining, checked \(age(r.checkedAt, now: now) ?? "-") ago"
+                    + " (\(r.source))\(reset)"
+            )
             if let detail = r.detail { lines.append("  \(detail)") }
         } else {
             lines.append("quota: no reading yet")
@@ -77,7 +85,8 @@ enum Quota {
 
         var probe = "probe \(q.probe)"
         if q.probe != "off" {
-            probe += ": every \(formatDuration(q.intervalSeconds)), max_age \(formatDuration(q.maxAgeSeconds))"
+            probe +=
+                ": every \(formatDuration(q.intervalSeconds)), max_age \(formatDuration(q.maxAgeSeconds))"
             probe += ", min_probe_gap \(formatDuration(q.minProbeGapSeconds))"
             if q.probing {
                 probe += ", probing now"
@@ -101,7 +110,10 @@ enum Quota {
         }
         lines.append(table.render())
         if q.stale {
-            lines.append("STALE: no slot claims a job until a fresh reading arrives (max_age \(formatDuration(q.maxAgeSeconds)))")
+            lines.append(
+                "STALE: no slot claims a job until a fresh reading arrives"
+                    + " (max_age \(formatDuration(q.maxAgeSeconds)))"
+            )
         }
         return lines.joined(separator: "\n")
     }

@@ -35,15 +35,20 @@ final class QuotaProbe: Sendable {
 
     /// - Parameter environment: what a probe command may see (fleetd's children's
     ///   allow-list; the credential is added per probe).
-    init(config: FleetConfig, store: Store, board: QuotaBoard, logger: Logger, environment: [String: String]? = nil) {
+    init(
+        config: FleetConfig, store: Store, board: QuotaBoard, logger: Logger,
+        environment: [String: String]? = nil
+    ) {
         self.config = config
         self.store = store
         self.board = board
         self.logger = logger.with(("probe", config.quota.probe))
-        let base = environment ?? SlotContext(
-            config: config, store: store, logger: logger, quota: board,
-            baseEnvironment: ProcessInfo.processInfo.environment
-        ).childBaseEnvironment
+        let base =
+            environment
+            ?? SlotContext(
+                config: config, store: store, logger: logger, quota: board,
+                baseEnvironment: ProcessInfo.processInfo.environment
+            ).childBaseEnvironment
         self.source = QuotaSource(config: config, environment: base)
     }
 
@@ -142,10 +147,12 @@ final class QuotaProbe: Sendable {
             }
             board.probeSucceeded(number, reading)
             let level: LogLevel = previous == reading.pct ? .debug : .info
-            logger.log(level, "quota reading", [
-                ("pct", reading.pct), ("resets_at", reading.resetsAt.map(Timestamp.iso8601)),
-                ("detail", measure.detail), ("took", took), ("probe_number", number),
-            ])
+            logger.log(
+                level, "quota reading",
+                [
+                    ("pct", reading.pct), ("resets_at", reading.resetsAt.map(Timestamp.iso8601)),
+                    ("detail", measure.detail), ("took", took), ("probe_number", number),
+                ])
         case .failure(let error):
             do {
                 try store.recordQuotaFailure(at: now, source: config.quota.probe, error: "\(error)")
@@ -154,7 +161,9 @@ final class QuotaProbe: Sendable {
             }
             board.probeFailed(number, error: "\(error)", at: now)
             let age = board.latest.map { formatDuration(now.timeIntervalSince($0.checkedAt)) }
-            logger.warning("quota probe failed", ("error", error), ("reading_age", age), ("took", took), ("probe_number", number))
+            logger.warning(
+                "quota probe failed", ("error", error), ("reading_age", age), ("took", took),
+                ("probe_number", number))
         }
     }
 }

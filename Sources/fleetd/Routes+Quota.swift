@@ -18,8 +18,10 @@ extension Routes {
         let stale = isProbing && (age.map { $0 > quota.maxAge } ?? true)
         let slots = supervisor.slotNames.compactMap { supervisor.slot(named: $0)?.quota }
         return QuotaStatus(
-            probe: quota.probe, reading: board.reading, ageSeconds: age.map { ($0 * 10).rounded() / 10 }, stale: stale,
-            intervalSeconds: quota.interval, maxAgeSeconds: quota.maxAge, minProbeGapSeconds: quota.minProbeGap,
+            probe: quota.probe, reading: board.reading, ageSeconds: age.map { ($0 * 10).rounded() / 10 },
+            stale: stale,
+            intervalSeconds: quota.interval, maxAgeSeconds: quota.maxAge,
+            minProbeGapSeconds: quota.minProbeGap,
             jobsPerWindow: quota.jobsPerWindow, probing: board.isProbing, lastProbeAt: board.lastProbeAt,
             lastProbeOk: board.lastProbeOK, nextProbeAt: board.nextProbeAt, lastError: board.lastError,
             lastErrorAt: board.lastErrorAt, probesStarted: board.started, probesCompleted: board.completed,
@@ -31,12 +33,15 @@ extension Routes {
     func probeQuota() throws(APIFailure) -> HTTPResponse {
         switch supervisor.context.quota.requestProbe(.operatorRequest) {
         case .queued(let number):
-            let body = ProbeAccepted(probe: number, message: "probe \(number) queued; GET /v1/quota shows it when done")
+            let body = ProbeAccepted(
+                probe: number, message: "probe \(number) queued; GET /v1/quota shows it when done")
             return jsonResponse(body, status: 202)
         case .tooSoon(let retryAfter):
             let seconds = Int(retryAfter.rounded(.up))
             var response = errorResponse(
-                429, "rate-limited: the last probe started less than min_probe_gap (\(formatDuration(supervisor.config.quota.minProbeGap))) ago",
+                429,
+                "rate-limited: the last probe started less than min_probe_gap"
+                    + " (\(formatDuration(supervisor.config.quota.minProbeGap))) ago",
                 hint: "try again in \(seconds)s, or read the current reading with fleetctl quota")
             response.headers.append(("Retry-After", "\(seconds)"))
             return response

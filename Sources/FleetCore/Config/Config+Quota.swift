@@ -14,14 +14,22 @@ extension TableReader {
 
         quota.command = try stringArray("command") ?? []
         if quota.probe == "command" && quota.command.first?.isEmpty != false {
-            throw error("command", "is required with probe = \"command\" (argv of a program printing {\"pct\":N,\"reset_at_iso\":\"...\"})")
+            throw error(
+                "command",
+                "is required with probe = \"command\""
+                    + " (argv of a program printing {\"pct\":N,\"reset_at_iso\":\"...\"})"
+            )
         }
 
         quota.interval = try duration("interval") ?? quota.interval
         guard quota.interval > 0 else { throw error("interval", "\"0s\" must be longer than 0s") }
         if let maxAge = try duration("max_age") {
             guard maxAge > quota.interval else {
-                throw error("max_age", "\"\(formatDuration(maxAge))\" must be longer than interval (\(formatDuration(quota.interval)))")
+                throw error(
+                    "max_age",
+                    "\"\(formatDuration(maxAge))\" must be longer than interval"
+                        + " (\(formatDuration(quota.interval)))"
+                )
             }
             quota.maxAge = maxAge
         } else {

@@ -70,7 +70,10 @@ public struct SlotQuota: Codable, Sendable, Equatable {
     /// Jobs started in the current quota window (for `jobs_per_window`).
     public var jobsInWindow: Int
 
-    public init(name: String, floor: Int, gate: String, state: SlotState, resumesAt: Date?, reason: String?, jobsInWindow: Int) {
+    public init(
+        name: String, floor: Int, gate: String, state: SlotState, resumesAt: Date?, reason: String?,
+        jobsInWindow: Int
+    ) {
         self.name = name
         self.floor = floor
         self.gate = gate

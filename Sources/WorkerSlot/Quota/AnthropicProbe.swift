@@ -65,13 +65,16 @@ public struct AnthropicProbe: Sendable {
         } catch {
             throw .transport("POST \(request.url): \(error)")
         }
-        return try Self.interpret(status: answer.status, headers: answer.headers, body: answer.body, kind: kind)
+        return try Self.interpret(
+            status: answer.status, headers: answer.headers, body: answer.body, kind: kind)
     }
 
     /// A reading from an answer. A 429 still carries the headers (often the very
     /// reading that matters); a refused credential or any other failure is an error
     /// with the API's own message.
-    public static func interpret(status: Int, headers: [String: String], body: Data, kind: CredentialKind) throws(QuotaProbeError) -> QuotaMeasure {
+    public static func interpret(status: Int, headers: [String: String], body: Data, kind: CredentialKind)
+        throws(QuotaProbeError) -> QuotaMeasure
+    {
         switch status {
         case 200..<300:
             do {
@@ -86,7 +89,12 @@ public struct AnthropicProbe: Sendable {
                 throw .http(status: status, message: "\(apiMessage(body)); \(error)")
             }
         case 401, 403:
-            throw .rejected(status: status, message: "\(apiMessage(body)) (sent as \(kind == .oauth ? "an OAuth token" : "an API key"); [agent] credential_kind sets the kind)")
+            throw .rejected(
+                status: status,
+                message:
+                    "\(apiMessage(body)) (sent as \(kind == .oauth ? "an OAuth token" : "an API key");"
+                        + " [agent] credential_kind sets the kind)"
+            )
         default:
             throw .http(status: status, message: apiMessage(body))
         }

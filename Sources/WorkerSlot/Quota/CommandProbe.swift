@@ -35,7 +35,9 @@ public struct CommandProbe: Sendable {
     public func measure() throws(QuotaProbeError) -> QuotaMeasure {
         var out: [Int32] = [0, 0]
         var err: [Int32] = [0, 0]
-        guard fleet_pipe_cloexec(&out) == 0 else { throw .command("pipe: \(String(cString: strerror(errno)))") }
+        guard fleet_pipe_cloexec(&out) == 0 else {
+            throw .command("pipe: \(String(cString: strerror(errno)))")
+        }
         guard fleet_pipe_cloexec(&err) == 0 else {
             out.forEach(Posix.close)
             throw .command("pipe: \(String(cString: strerror(errno)))")
@@ -64,7 +66,8 @@ public struct CommandProbe: Sendable {
 
         guard status == .exited(0) else {
             let lastLine = String(decoding: stderr, as: UTF8.self).split(whereSeparator: \.isNewline).last
-            throw .command("\(command[0]) ended with \(status)" + (lastLine.map { ": \($0.prefix(200))" } ?? ""))
+            throw .command(
+                "\(command[0]) ended with \(status)" + (lastLine.map { ": \($0.prefix(200))" } ?? ""))
         }
         return try QuotaCommandOutput.parse(String(decoding: stdout, as: UTF8.self))
     }
@@ -73,7 +76,10 @@ public struct CommandProbe: Sendable {
     /// ended (the program closed them, usually by exiting).
     static func drain(_ outFD: Int32, _ errFD: Int32, until deadline: Double) -> ([UInt8], [UInt8], Bool) {
         var buffers: [[UInt8]] = [[], []]
-        var fds = [pollfd(fd: outFD, events: Int16(POLLIN), revents: 0), pollfd(fd: errFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: outFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: errFD, events: Int16(POLLIN), revents: 0),
+        ]
         var open = [true, true]
         var chunk = [UInt8](repeating: 0, count: 4096)
         while open.contains(true) {

@@ -17,7 +17,9 @@ public struct QuotaPolicy: Sendable, Equatable {
     /// A standby below the floor lasts until the reset plus this (as upstream does).
     public static let resetMargin: Double = 5
 
-    public init(isProbing: Bool, interval: Double, maxAge: Double, sleepCap: Double, jobsPerWindow: Int? = nil) {
+    public init(
+        isProbing: Bool, interval: Double, maxAge: Double, sleepCap: Double, jobsPerWindow: Int? = nil
+    ) {
         self.isProbing = isProbing
         self.interval = interval
         self.maxAge = maxAge
@@ -56,25 +58,32 @@ public enum QuotaGate {
 
         if policy.isProbing {
             guard let reading else {
-                return .standby(until: recheck, reason: "no quota reading yet\(failure)", wantsFreshReading: false)
+                return .standby(
+                    until: recheck, reason: "no quota reading yet\(failure)", wantsFreshReading: false)
             }
             let age = now.timeIntervalSince(reading.checkedAt)
             if age > policy.maxAge {
-                let reason = "quota reading is \(formatDuration(age)) old (max_age \(formatDuration(policy.maxAge)))\(failure)"
+                let reason =
+                    "quota reading is \(formatDuration(age)) old"
+                    + " (max_age \(formatDuration(policy.maxAge)))\(failure)"
                 return .standby(until: recheck, reason: reason, wantsFreshReading: false)
             }
             if reading.pct < floor {
                 let below = "quota \(reading.pct)% < floor \(floor)%"
                 guard let reset = reading.resetsAt else {
-                    return .standby(until: recheck, reason: "\(below); no reset time known", wantsFreshReading: false)
+                    return .standby(
+                        until: recheck, reason: "\(below); no reset time known", wantsFreshReading: false)
                 }
                 let resume = reset.addingTimeInterval(QuotaPolicy.resetMargin)
                 if resume <= now {
-                    let reason = "\(below) before the reset at \(Timestamp.iso8601(reset)); waiting for a new reading"
+                    let reason =
+                        "\(below) before the reset at \(Timestamp.iso8601(reset)); waiting for a new reading"
                     return .standby(until: recheck, reason: reason, wantsFreshReading: true)
                 }
                 let until = min(resume, now.addingTimeInterval(policy.sleepCap))
-                return .standby(until: until, reason: "\(below) until the reset at \(Timestamp.iso8601(reset))", wantsFreshReading: false)
+                return .standby(
+                    until: until, reason: "\(below) until the reset at \(Timestamp.iso8601(reset))",
+                    wantsFreshReading: false)
             }
         }
 
@@ -82,7 +91,8 @@ public enum QuotaGate {
             let end = (windowEnd ?? now).addingTimeInterval(QuotaPolicy.resetMargin)
             let until = min(max(end, now.addingTimeInterval(1)), now.addingTimeInterval(policy.sleepCap))
             return .standby(
-                until: until, reason: "\(jobsInWindow) jobs started this quota window (jobs_per_window \(cap))",
+                until: until,
+                reason: "\(jobsInWindow) jobs started this quota window (jobs_per_window \(cap))",
                 wantsFreshReading: false)
         }
         return .open

@@ -18,7 +18,9 @@ public enum QuotaHeaders {
     static let windows = ["5h", "7d"]
 
     /// The reading for a credential of `kind`.
-    public static func reading(_ headers: [String: String], kind: CredentialKind) throws(QuotaHeaderError) -> QuotaMeasure {
+    public static func reading(_ headers: [String: String], kind: CredentialKind) throws(QuotaHeaderError)
+        -> QuotaMeasure
+    {
         switch kind {
         case .oauth: try unifiedReading(headers)
         case .apiKey: try tokensReading(headers)
@@ -47,7 +49,10 @@ public enum QuotaHeaders {
                 throw .missing(resetKey)
             case (let used?, let reset?):
                 let fraction = try number(used, usedKey, expected: "a utilisation fraction like 0.35")
-                found.append(Window(name: name, left: percentRemaining(used: fraction), resetsAt: try unixTime(reset, resetKey)))
+                found.append(
+                    Window(
+                        name: name, left: percentRemaining(used: fraction),
+                        resetsAt: try unixTime(reset, resetKey)))
             }
         }
         guard !found.isEmpty else { throw .missing("\(unified)5h-utilization") }
@@ -96,7 +101,9 @@ public enum QuotaHeaders {
         return QuotaMeasure(pct: pct, resetsAt: resetsAt, detail: detail)
     }
 
-    private static func number(_ text: String, _ key: String, expected: String) throws(QuotaHeaderError) -> Double {
+    private static func number(_ text: String, _ key: String, expected: String) throws(QuotaHeaderError)
+        -> Double
+    {
         guard let value = Double(text.trimmingCharacters(in: " ")), value.isFinite, value >= 0 else {
             throw .malformed(key, value: text, expected: expected)
         }

@@ -29,7 +29,8 @@ public enum QuotaHeaderError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .missing(let name): "header \(name) is missing"
-        case .malformed(let name, let value, let expected): "header \(name): \"\(value.prefix(80))\" is not \(expected)"
+        case .malformed(let name, let value, let expected):
+            "header \(name): \"\(value.prefix(80))\" is not \(expected)"
         }
     }
 }

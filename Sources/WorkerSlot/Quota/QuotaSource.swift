@@ -32,8 +32,11 @@ public struct QuotaSource: Sendable {
     public func measure() throws(QuotaProbeError) -> QuotaMeasure {
         switch mode {
         case "anthropic":
-            guard case let (credential?, kind) = try readCredential() else { throw .credential("none configured") }
-            return try AnthropicProbe(baseURL: quota.baseURL, model: quota.model).measure(credential: credential, kind: kind)
+            guard case let (credential?, kind) = try readCredential() else {
+                throw .credential("none configured")
+            }
+            return try AnthropicProbe(baseURL: quota.baseURL, model: quota.model).measure(
+                credential: credential, kind: kind)
         case "command":
             var env = environment
             if case let (credential?, kind) = try readCredential() {

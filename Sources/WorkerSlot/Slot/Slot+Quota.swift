@@ -42,8 +42,11 @@ extension Slot {
         }
         transition(.standby)
         if isNew {
-            logger.info("standing by", ("floor", floor), ("reason", reason), ("until", Timestamp.iso8601(until)))
-            try? context.store.event(slot: spec.name, kind: "slot_standby_reason", detail: "\(reason); resumes \(Timestamp.iso8601(until))")
+            logger.info(
+                "standing by", ("floor", floor), ("reason", reason), ("until", Timestamp.iso8601(until)))
+            try? context.store.event(
+                slot: spec.name, kind: "slot_standby_reason",
+                detail: "\(reason); resumes \(Timestamp.iso8601(until))")
         }
         if wantsFreshReading { context.quota.requestProbe(.slot) }
 
@@ -68,7 +71,8 @@ extension Slot {
         let board = context.quota.snapshot
         let window = quotaGateState.withLock { $0.window }
         return QuotaGate.decide(
-            reading: board.reading, lastError: board.lastProbeOK == false ? board.lastError : nil, floor: floor,
+            reading: board.reading, lastError: board.lastProbeOK == false ? board.lastError : nil,
+            floor: floor,
             jobsInWindow: window.count(at: now), windowEnd: window.end,
             policy: QuotaPolicy(context.config.quota), now: now)
     }
@@ -80,16 +84,24 @@ extension Slot {
         let gate = quotaGateState.withLock { $0 }
         let jobs = gate.window.count(at: now)
         guard running else {
-            return SlotQuota(name: spec.name, floor: floor, gate: "stopped", state: state, resumesAt: nil, reason: nil, jobsInWindow: jobs)
+            return SlotQuota(
+                name: spec.name, floor: floor, gate: "stopped", state: state, resumesAt: nil, reason: nil,
+                jobsInWindow: jobs)
         }
         if state == .standby {
-            return SlotQuota(name: spec.name, floor: floor, gate: "standby", state: state, resumesAt: gate.resumesAt, reason: gate.reason, jobsInWindow: jobs)
+            return SlotQuota(
+                name: spec.name, floor: floor, gate: "standby", state: state, resumesAt: gate.resumesAt,
+                reason: gate.reason, jobsInWindow: jobs)
         }
         switch gateDecision(floor: floor, now: now) {
         case .open:
-            return SlotQuota(name: spec.name, floor: floor, gate: "open", state: state, resumesAt: nil, reason: nil, jobsInWindow: jobs)
+            return SlotQuota(
+                name: spec.name, floor: floor, gate: "open", state: state, resumesAt: nil, reason: nil,
+                jobsInWindow: jobs)
         case .standby(let until, let reason, _):
-            return SlotQuota(name: spec.name, floor: floor, gate: "shut", state: state, resumesAt: until, reason: reason, jobsInWindow: jobs)
+            return SlotQuota(
+                name: spec.name, floor: floor, gate: "shut", state: state, resumesAt: until, reason: reason,
+                jobsInWindow: jobs)
         }
     }
 }
