@@ -329,6 +329,35 @@ final class QuotaTests: XCTestCase {
         XCTAssertEqual(fleet.stop(), 0)
     }
 
+    /// `jobs_per_window`: a slot starts at most that many jobs per quota window, then
+    /// stands by (here the probe is off: a window is one `sleep_cap` long).
+    func testJobsPerWindowCapsASlot() throws {
+        let world = try FleetScenario(tag: "quotacap", slots: 1, transport: "http")
+        defer { world.cleanup() }
+        let fleet = try world.fleet(try config(world, quota: """
+            probe = "off"
+            sleep_cap = "1h"
+            jobs_per_window = 2
+            """))
+        let jobs = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 3, product: world.product)
+        try fleet.start()
+        defer { fleet.stop() }
+
+        try eventually("s1 stands by after two jobs", timeout: 120, interval: 0.3) {
+            let s1 = (try slots(fleet))["s1"] ?? [:]
+            return s1["state"] as? String == "standby" && s1["jobs_done"] as? Int == 2
+        }
+        let s1 = (try slots(fleet))["s1"] ?? [:]
+        XCTAssertTrue((s1["standby_reason"] as? String ?? "").contains("2 jobs started this quota window (jobs_per_window 2)"), "\(s1)")
+        let statuses = try world.standin.jobs().filter { jobs.contains($0["id"] as? String ?? "") }.map { $0["status"] as? String ?? "" }
+        XCTAssertEqual(statuses.filter { $0 == "DONE" }.count, 2, "\(statuses)")
+        XCTAssertEqual(statuses.filter { $0 == "QUEUED" }.count, 1, "\(statuses)")
+        let gate = (try quota(fleet)["slots"] as? [[String: Any]])?.first ?? [:]
+        XCTAssertEqual(gate["jobs_in_window"] as? Int, 2)
+        XCTAssertEqual(gate["gate"] as? String, "standby")
+        XCTAssertEqual(fleet.stop(), 0)
+    }
+
     /// A failing probe keeps the last reading with its age; past max_age the slots stop
     /// claiming and status says why; a good reading opens the gate again.
     func testStaleReadingStopsClaimsFailSafe() throws {
