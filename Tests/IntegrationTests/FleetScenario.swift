@@ -64,7 +64,8 @@ final class FleetScenario {
     }
 
     /// The fleetd config for this world; `extra` is appended verbatim.
-    func config(agentCommand: [String]? = nil, slotsLine: String = "", extraFleet: String = "", extraScrum: String = "", extraAgent: String = "") -> String {
+    func config(agentCommand: [String]? = nil, slotsLine: String = "", extraFleet: String = "", extraScrum: String = "",
+                extraAgent: String = "", rootsProduct: String? = nil) -> String {
         let python = Paths.python
         let agent = agentCommand ?? [python, Paths.agent]
         func list(_ items: [String]) -> String { "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
@@ -107,7 +108,7 @@ final class FleetScenario {
             name = "s{n}"
             count = \(slotNames.count)
             token_file = "\(dir)/tokens/s{n}"
-            repo_roots = { "\(product)" = "\(dir)/repos/s{n}" }
+            repo_roots = { "\(rootsProduct ?? product)" = "\(dir)/repos/s{n}" }
             worktree_root = "\(dir)/worktrees/s{n}"
             """
     }

@@ -127,13 +127,16 @@ public struct SlotStatus: Codable, Sendable, Equatable {
     public var resumesAt: Date?
     /// In `standby`: why (below the floor, a stale reading, the jobs cap).
     public var standbyReason: String?
+    /// Worktrees kept because they hold uncommitted work (never deleted by the fleet).
+    public var dirtyWorktrees: [String]?
 
     public init(
         name: String, desired: SlotDesire, state: SlotState, instanceId: String? = nil,
         job: JobRef? = nil, restarts: Int = 0, lastError: String? = nil, quotaFloor: Int = 0,
         lastHeartbeat: Date? = nil, jobsDone: Int = 0, jobsFailed: Int = 0, since: Date? = nil,
-        resumesAt: Date? = nil, standbyReason: String? = nil
+        resumesAt: Date? = nil, standbyReason: String? = nil, dirtyWorktrees: [String]? = nil
     ) {
+        self.dirtyWorktrees = dirtyWorktrees
         self.name = name
         self.desired = desired
         self.state = state

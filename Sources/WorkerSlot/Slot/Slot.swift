@@ -134,7 +134,8 @@ public final class Slot: @unchecked Sendable {
                 job: s.job, restarts: s.restarts, lastError: s.lastError, quotaFloor: s.quotaFloor,
                 lastHeartbeat: s.lastHeartbeat, jobsDone: s.jobsDone, jobsFailed: s.jobsFailed,
                 since: s.since, resumesAt: standby ? gate.resumesAt : nil,
-                standbyReason: standby ? gate.reason : nil)
+                standbyReason: standby ? gate.reason : nil,
+                dirtyWorktrees: s.dirtyWorktrees.isEmpty ? nil : s.dirtyWorktrees)
         }
     }
 
@@ -212,6 +213,7 @@ public final class Slot: @unchecked Sendable {
                     state.withLock { $0.instanceId = connection?.instanceId }
                     try? context.store.setSlotState(spec.name, .starting, instanceId: connection?.instanceId)
                 } catch let error as Scrum4MeError where error.isTokenRejection {
+                    connection = nil
                     rejectToken(error)
                     continue
                 } catch {
@@ -225,6 +227,9 @@ public final class Slot: @unchecked Sendable {
                 try cycle(conn)
                 backoff.reset()
             } catch let error where error.isTokenRejection {
+                // Stop talking with a token the server refuses (no heartbeats either).
+                conn.close(killAfter: context.config.fleet.killTimeout)
+                connection = nil
                 rejectToken(error)
             } catch .tool(let failure) {
                 // The server refused a call (a missing repo root, a validation error):

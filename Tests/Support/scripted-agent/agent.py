@@ -270,6 +270,10 @@ def commit_in_worktree(payload: dict[str, Any]) -> str | None:
 def do_done(payload: dict[str, Any], script: dict[str, Any], server: dict[str, Any] | None) -> None:
     jid = payload["job_id"]
     sha = commit_in_worktree(payload)
+    # {"leave_dirty": true}: leave an uncommitted file in the worktree after the commit.
+    if script.get("leave_dirty") and payload.get("worktree_path"):
+        with open(os.path.join(payload["worktree_path"], "UNCOMMITTED.txt"), "w") as f:
+            f.write("work in progress\n")
     calls: list[tuple[str, dict[str, Any]]] = []
     if script.get("report_running"):
         calls.append(("update_job_status", {"job_id": jid, "status": "running"}))
@@ -317,6 +321,10 @@ def main() -> None:
     if not isinstance(script, dict):
         script = {}
     mode = str(script.get("mode") or "done")
+    # {"attempts": ["crash", "done"]}: a mode per attempt (by the payload's retry_count).
+    attempts = script.get("attempts")
+    if isinstance(attempts, list) and attempts:
+        mode = str(attempts[min(int(payload.get("retry_count") or 0), len(attempts) - 1)])
     run_log("start", mode=mode, kind=payload.get("kind"))
     emit({"type": "system", "subtype": "init", "session_id": _session, "cwd": os.getcwd(),
           "model": (payload.get("config") or {}).get("model"), "tools": [], "mcp_servers": [],
