@@ -15,6 +15,24 @@ enum {
 int fleet_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
                 int fd_in, int fd_out, int fd_err, int flags, pid_t *pid);
 
+/// What an agent's process gets before its program starts (Linux: a parent-death
+/// signal; everywhere: resource limits and, when fleetd is root, another user).
+typedef struct {
+    int pdeathsig;                 /* 0: none (Linux only) */
+    unsigned long long mem_bytes;  /* RLIMIT_AS; 0: unchanged */
+    unsigned long long open_files; /* RLIMIT_NOFILE; 0: unchanged */
+    unsigned long long cpu_seconds;/* RLIMIT_CPU; 0: unchanged */
+    int set_user;                  /* 1: switch to uid/gid (with no supplementary groups) */
+    uid_t uid;
+    gid_t gid;
+} fleet_child_setup;
+
+/// Like fleet_spawn, but applies `setup` in the child before exec: fork and exec,
+/// because posix_spawn cannot set a parent-death signal, limits or a user. Returns 0
+/// and sets *pid, or an errno value (also one the child met before exec).
+int fleet_spawn_setup(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                      int fd_in, int fd_out, int fd_err, const fleet_child_setup *setup, pid_t *pid);
+
 /// Peer credentials of a connected Unix socket. Returns 0 or an errno value.
 int fleet_peer_uid(int fd, uid_t *uid, pid_t *pid);
 

@@ -119,6 +119,13 @@ extension FleetConfig {
         }
         agent.githubTokenFile = try agentR.path("github_token_file")
         agent.promptDir = try agentR.path("prompt_dir")
+        agent.memoryLimit = try agentR.size("memory_limit") ?? 0
+        agent.openFiles = UInt64(try agentR.int("open_files") ?? 0)
+        agent.cpuLimit = UInt64(try agentR.duration("cpu_limit") ?? 0)
+        agent.user = try agentR.string("user")
+        agent.logRetention = try agentR.int("log_retention") ?? agent.logRetention
+        try agentR.check("log_retention", agent.logRetention, "must be at least 1") { $0 >= 1 }
+        agent.logMaxAge = try agentR.duration("log_max_age") ?? agent.logMaxAge
         try agentR.finish()
         if quota.probe == "anthropic" && quota.credentialFile == nil && agent.credentialFile == nil {
             throw quotaR.error("credential_file", "is required with probe = \"anthropic\" (or set agent.credential_file)")
@@ -226,6 +233,19 @@ struct TableReader {
         }
         guard case .integer(let n) = v else { throw error(key, "\(render(v)) is not an integer") }
         return Int(n)
+    }
+
+    /// Bytes, written as an integer or with a unit: "512M", "4G", "1T".
+    mutating func size(_ key: String) throws(ConfigError) -> UInt64? {
+        guard let v = value(key) else { return nil }
+        if case .integer(let n) = v, n >= 0 { return UInt64(n) }
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        if case .string(let s) = v, let unit = s.last.flatMap({ units[Character($0.uppercased())] }),
+            let n = UInt64(s.dropLast())
+        {
+            return n * unit
+        }
+        throw error(key, "\(render(v)) is not a size like 4294967296, \"512M\" or \"4G\"")
     }
 
     mutating func duration(_ key: String) throws(ConfigError) -> Double? {

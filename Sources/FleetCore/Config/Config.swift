@@ -127,6 +127,15 @@ public struct AgentSection: Sendable, Equatable {
     public var githubTokenFile: String?
     /// Operator prompts: `<KIND>.md` (or `default.md`) override the built-in ones.
     public var promptDir: String?
+    /// Per-agent limits (setrlimit): address space bytes, open files, CPU seconds; 0 = none.
+    public var memoryLimit: UInt64 = 0
+    public var openFiles: UInt64 = 0
+    public var cpuLimit: UInt64 = 0
+    /// The user agents run as when fleetd runs as root.
+    public var user: String?
+    /// Job logs kept: at most this many, none older than `logMaxAge`.
+    public var logRetention = 500
+    public var logMaxAge: Double = 14 * 86400
 }
 
 /// One configured slot, after template expansion.

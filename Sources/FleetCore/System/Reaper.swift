@@ -86,6 +86,31 @@ public final class Child: @unchecked Sendable {
     }
 }
 
+/// What an agent gets before its program runs: a parent-death signal (Linux), resource
+/// limits, and another user when fleetd runs as root (DESIGN.md, decision 9).
+public struct ChildSetup: Sendable, Equatable {
+    public var parentDeathSignal: Int32 = 0
+    public var memoryBytes: UInt64 = 0
+    public var openFiles: UInt64 = 0
+    public var cpuSeconds: UInt64 = 0
+    public var user: (uid: uid_t, gid: gid_t)?
+
+    public init(parentDeathSignal: Int32 = 0, memoryBytes: UInt64 = 0, openFiles: UInt64 = 0,
+                cpuSeconds: UInt64 = 0, user: (uid: uid_t, gid: gid_t)? = nil) {
+        self.parentDeathSignal = parentDeathSignal
+        self.memoryBytes = memoryBytes
+        self.openFiles = openFiles
+        self.cpuSeconds = cpuSeconds
+        self.user = user
+    }
+
+    public static func == (a: ChildSetup, b: ChildSetup) -> Bool {
+        a.parentDeathSignal == b.parentDeathSignal && a.memoryBytes == b.memoryBytes
+            && a.openFiles == b.openFiles && a.cpuSeconds == b.cpuSeconds
+            && a.user?.uid == b.user?.uid && a.user?.gid == b.user?.gid
+    }
+}
+
 /// What to start: a program, its arguments, its whole environment and its descriptors.
 public struct SpawnRequest: Sendable {
     /// The program; searched in the environment's PATH when it has no slash.
@@ -100,12 +125,15 @@ public struct SpawnRequest: Sendable {
     public var stdin: Int32?
     public var stdout: Int32?
     public var stderr: Int32?
+    /// Set for agents: fork and exec with a parent-death signal, limits, a user.
+    public var setup: ChildSetup?
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
         directory: String? = nil, stdin: Int32? = nil, stdout: Int32? = nil,
-        stderr: Int32? = nil
+        stderr: Int32? = nil, setup: ChildSetup? = nil
     ) {
+        self.setup = setup
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -170,10 +198,20 @@ public final class Reaper: @unchecked Sendable {
             var pid: pid_t = 0
             let rc = withCStrings(argv) { cargv in
                 withCStrings(envp) { cenvp in
-                    fleet_spawn(
-                        path, cargv, cenvp, request.directory,
-                        request.stdin ?? devnull, request.stdout ?? devnull,
-                        request.stderr ?? devnull, Int32(FLEET_SPAWN_SETSID), &pid)
+                    guard let setup = request.setup else {
+                        return fleet_spawn(
+                            path, cargv, cenvp, request.directory,
+                            request.stdin ?? devnull, request.stdout ?? devnull,
+                            request.stderr ?? devnull, Int32(FLEET_SPAWN_SETSID), &pid)
+                    }
+                    var c = fleet_child_setup(
+                        pdeathsig: setup.parentDeathSignal, mem_bytes: setup.memoryBytes,
+                        open_files: setup.openFiles, cpu_seconds: setup.cpuSeconds,
+                        set_user: setup.user == nil ? 0 : 1, uid: setup.user?.uid ?? 0,
+                        gid: setup.user?.gid ?? 0)
+                    return fleet_spawn_setup(
+                        path, cargv, cenvp, request.directory, request.stdin ?? devnull,
+                        request.stdout ?? devnull, request.stderr ?? devnull, &c, &pid)
                 }
             }
             guard rc == 0 else { throw SystemError("spawn \(path)", errno: rc) }

@@ -16,6 +16,8 @@ public struct AgentLaunch: Sendable {
     public var directory: String
     /// The MCP configuration file's content (holds the token: written 0600, removed after).
     public var mcpConfig: JSONValue
+    /// Parent-death signal, limits, user.
+    public var setup: ChildSetup
 
     /// `thinking_budget` to `--effort`: 0 leaves the flag out.
     public static func effort(forThinkingBudget budget: Int) -> String? {

@@ -36,7 +36,7 @@ final class RunningAgent: @unchecked Sendable {
 
         let request = SpawnRequest(
             executable: launch.executable, arguments: launch.arguments, environment: launch.environment,
-            directory: launch.directory, stdout: out[1], stderr: err[1])
+            directory: launch.directory, stdout: out[1], stderr: err[1], setup: launch.setup)
         let child: Child
         do {
             child = try Reaper.shared.spawn(request)

@@ -75,6 +75,12 @@ extension Slot {
             try writePrivateFile(payloadPath, claim.payload.encoded())
             let launch = try agentLaunch(claim, conn, payloadPath: payloadPath, mcpPath: mcpPath)
             try writePrivateFile(mcpPath, launch.mcpConfig.encoded())
+            if let user = launch.setup.user {
+                // The agent's own files belong to the agent's user (still 0600).
+                for path in [payloadPath, mcpPath, context.slotDir(spec.name) + "/home"] {
+                    _ = chown(path, user.uid, user.gid)
+                }
+            }
             agent = try RunningAgent.start(launch, logPath: "\(context.jobLogDir)/\(claim.jobId).log", cap: context.config.agent.logCap)
         } catch {
             // The agent never started: the job can be retried elsewhere, so let it lapse.
@@ -255,11 +261,23 @@ extension Slot {
         let prompt = AgentLaunch.prompt(
             kind: claim.kind, jobId: claim.jobId, payloadPath: payloadPath, promptDir: config.agent.promptDir)
         let args = AgentLaunch.flags(config: claim.payload["config"], mcpConfigPath: mcpPath, prompt: prompt)
+        // Linux: the agent dies with the slot's thread (a crashed fleetd), so it can
+        // never run on while its lease lapses and the job runs again elsewhere.
+        var setup = ChildSetup(
+            memoryBytes: config.agent.memoryLimit, openFiles: config.agent.openFiles,
+            cpuSeconds: config.agent.cpuLimit)
+        #if os(Linux)
+        setup.parentDeathSignal = SIGKILL
+        #endif
+        if let name = config.agent.user, getuid() == 0 {
+            guard let pw = getpwnam(name) else { throw SecretError(path: "agent.user", reason: "no user named \(name)") }
+            setup.user = (pw.pointee.pw_uid, pw.pointee.pw_gid)
+        }
         return AgentLaunch(
             executable: config.agent.command[0],
             arguments: Array(config.agent.command.dropFirst()) + args + config.agent.args,
             environment: env, directory: directory,
-            mcpConfig: ["mcpServers": ["scrum4me": server]])
+            mcpConfig: ["mcpServers": ["scrum4me": server]], setup: setup)
     }
 }
 
