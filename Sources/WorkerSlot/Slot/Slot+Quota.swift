@@ -20,11 +20,10 @@ extension Slot {
     /// ticker, and a new cycle on every new reading); true when it stood by, and the
     /// caller starts the cycle over (settings, heartbeat, gate).
     func standByIfGated(floor: Int) -> Bool {
-        // Wake-ups left over from earlier (readings while busy) are not news.
-        while wake.wait(seconds: 0) {}
         let wanted = desired
         guard wanted == .up else { return false }  // draining or stopping: no claim anyway
-        let decision = gateDecision(floor: floor, now: Date())
+        let board = context.quota.snapshot
+        let decision = gateDecision(floor: floor, now: Date(), board: board)
         guard case .standby(let until, let reason, let wantsFreshReading) = decision else {
             quotaGateState.withLock {
                 $0.resumesAt = nil
@@ -50,11 +49,14 @@ extension Slot {
         }
         if wantsFreshReading { context.quota.requestProbe(.slot) }
 
-        // Until the time, a new reading (or a failed probe), or any change asked of us.
-        while desired == wanted {
+        // Until the time, a new reading (or a failed probe), or a change asked of us. The
+        // conditions are checked, not the wake-ups: a fire left over from earlier is no news.
+        while desired == wanted && !state.withLock({ $0.restartRequested })
+            && context.quota.snapshot.generation == board.generation
+        {
             let left = until.timeIntervalSinceNow
             if left <= 0 { break }
-            if wake.wait(seconds: min(left, 1)) { break }
+            wake.wait(seconds: min(left, 1))
         }
         return true
     }
@@ -67,8 +69,8 @@ extension Slot {
     }
 
     /// What the gate says for this slot now.
-    func gateDecision(floor: Int, now: Date) -> GateDecision {
-        let board = context.quota.snapshot
+    func gateDecision(floor: Int, now: Date, board: QuotaBoard.Snapshot? = nil) -> GateDecision {
+        let board = board ?? context.quota.snapshot
         let window = quotaGateState.withLock { $0.window }
         return QuotaGate.decide(
             reading: board.reading, lastError: board.lastProbeOK == false ? board.lastError : nil,
