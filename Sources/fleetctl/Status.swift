@@ -111,6 +111,15 @@ enum Status {
             ])
         }
         lines.append(table.render())
+        // Warnings after the table, so that the table stays parseable.
+        if f.loggingDegraded == true {
+            lines.append("warning: logging is degraded (\(f.logWriteFailures ?? 0) writes failed; is the log disk full?)")
+        }
+        for s in status.slots {
+            for path in s.dirtyWorktrees ?? [] {
+                lines.append("warning: \(s.name) keeps a dirty worktree with uncommitted work: \(path)")
+            }
+        }
         for s in status.slots where s.state == .standby {
             lines.append("\(s.name): standby until \(s.resumesAt.map(Timestamp.iso8601) ?? "-"): \(s.standbyReason ?? "below its quota floor")")
         }

@@ -123,6 +123,12 @@ enum Daemon {
         logger.notice("fleetd started", ("version", fleetVersion), ("pid", getpid()),
                       ("socket", config.fleet.socket), ("state_dir", stateDir))
         supervisor.start()
+        supervisor.startHousekeeping()
+
+        // systemd (Type=notify): ready now that the socket serves; status and watchdog.
+        let notify = SystemdNotify.fromEnvironment(logger: logger)
+        notify?.ready(status: supervisor.status().summaryLine)
+        notify?.watch(isAlive: { _ = supervisor.status() }, summary: { supervisor.status().summaryLine })
 
         // Signals: the first TERM/INT drains and stops; a second one escalates.
         let escalate = Signal()
@@ -141,6 +147,7 @@ enum Daemon {
                     return
                 }
                 logger.notice("signal received", ("signal", sig == SIGTERM ? "TERM" : "INT"))
+                notify?.stopping(status: "draining: no new jobs; stopping within the grace period")
                 startThread {
                     supervisor.shutdown(escalate: escalate)
                     server.stop()
@@ -151,6 +158,25 @@ enum Daemon {
             source.resume()
             sources.append(source)
         }
+        // SIGHUP: reload the config (and secret files); an invalid one is refused and
+        // the running config kept.
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+        hup.setEventHandler {
+            guard !shutdownStarted.withLock({ $0 }) else { return }
+            do {
+                var next = try FleetConfig.load(path: config.path)
+                next.fleet.logLevel = config.fleet.logLevel
+                next.fleet.logFormat = config.fleet.logFormat
+                let reloaded = next
+                startThread { supervisor.reload(reloaded) }
+            } catch {
+                logger.error("config reload refused; keeping the running config", ("error", error))
+                try? store.event(slot: nil, kind: "config_reload_refused", detail: "\(error)")
+            }
+        }
+        hup.resume()
+        sources.append(hup)
         withExtendedLifetime(sources) { dispatchMain() }
     }
 

@@ -14,15 +14,19 @@ import WorkerSlot
 
 /// Owns the slots: starts the wanted ones, scales, drains, and shuts down in order.
 final class Supervisor: @unchecked Sendable {
-    let context: SlotContext
     let startedAt = Date()
-    private let slots: [Slot]
+    /// The config in force and the slots it names (removed slots stay until stopped).
+    private let live: Mutex<(context: SlotContext, slots: [Slot])>
+    var context: SlotContext { live.withLock { $0.context } }
+    private var slots: [Slot] { live.withLock { $0.slots } }
     private let desiredCount = Mutex(0)
     private let stopping = Atomic<Bool>(false)
+    /// Keeps a Mac awake while any slot is busy (a no-op elsewhere).
+    private let sleepGuard: SleepGuard
 
     init(context: SlotContext) {
-        self.context = context
-        self.slots = context.config.slots.map { Slot(spec: $0, context: context) }
+        self.live = Mutex((context, context.config.slots.map { Slot(spec: $0, context: context) }))
+        self.sleepGuard = SleepGuard(logger: context.logger)
     }
 
     var config: FleetConfig { context.config }
@@ -99,6 +103,124 @@ final class Supervisor: @unchecked Sendable {
             }
         }
         logger.notice("fleet started", ("slots", n), ("configured", slots.count))
+        sleepGuard.watch { [weak self] in self?.slots.contains { $0.isBusy } ?? false }
+    }
+
+    /// SIGHUP: applies a validated config. Added slots start, removed ones drain and
+    /// go, changed budgets and rotated tokens apply (a reconnect after the current job).
+    /// The state directory, socket and quota probe keep their start-up values.
+    func reload(_ config: FleetConfig) {
+        let old = context
+        var next = old
+        next.config = config
+        // What only a restart changes: keep the running values, say so.
+        for (key, changed) in [("fleet.state_dir", config.fleet.stateDir != old.config.fleet.stateDir),
+                               ("fleet.socket", config.fleet.socket != old.config.fleet.socket)] where changed {
+            logger.warning("config key needs a restart to apply", ("key", key))
+        }
+        next.config.fleet.stateDir = old.config.fleet.stateDir
+        next.config.fleet.socket = old.config.fleet.socket
+        let context = next
+
+        var added: [Slot] = []
+        var removed: [Slot] = []
+        live.withLock { live in
+            live.context = context
+            for spec in config.slots {
+                if let slot = live.slots.first(where: { $0.spec.name == spec.name }) {
+                    slot.update(spec: spec, context: context)
+                } else {
+                    let slot = Slot(spec: spec, context: context)
+                    live.slots.append(slot)
+                    added.append(slot)
+                }
+            }
+            let names = Set(config.slots.map(\.name))
+            removed = live.slots.filter { !names.contains($0.spec.name) }
+        }
+        let floors = Dictionary(uniqueKeysWithValues: config.slots.map { ($0.name, $0.minQuotaPct) })
+        try? context.store.syncSlots(config.slots.map(\.name), floors: floors)
+        for slot in removed {
+            slot.setDesired(.down)
+            logger.notice("slot removed from the config; stopping after its job", ("slot", slot.spec.name))
+        }
+        for slot in added {
+            slot.start()
+            logger.notice("slot added by the config", ("slot", slot.spec.name))
+        }
+        desiredCount.withLock { $0 = max(0, $0 + added.count - removed.count) }
+        // Forget removed slots once they have stopped.
+        let gone = removed
+        startThread { [self] in
+            for slot in gone where slot.isRunning { slot.finished.wait(seconds: 86400) }
+            live.withLock { live in live.slots.removeAll { s in gone.contains { $0 === s } } }
+        }
+        try? context.store.event(slot: nil, kind: "config_reloaded",
+                                 detail: "added \(added.count), removed \(removed.count)")
+        logger.notice("config reloaded", ("slots", config.slots.count), ("added", added.count), ("removed", removed.count))
+    }
+
+    /// Deletes finished jobs' logs beyond the retention count and age. Logs of running
+    /// jobs are never touched (no file is deleted while still open).
+    func pruneJobLogs() {
+        let agent = config.agent
+        let dir = context.jobLogDir
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        let running = Set(slots.compactMap { $0.currentJob?.id })
+        var logs: [(path: String, modified: Date)] = []
+        for name in names where name.hasSuffix(".log") && !running.contains(String(name.dropLast(4))) {
+            let path = "\(dir)/\(name)"
+            let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
+            logs.append((path, modified))
+        }
+        logs.sort { $0.modified > $1.modified }
+        let cutoff = Date().addingTimeInterval(-agent.logMaxAge)
+        var removed = 0
+        for (index, log) in logs.enumerated() where index >= agent.logRetention || log.modified < cutoff {
+            if (try? FileManager.default.removeItem(atPath: log.path)) != nil { removed += 1 }
+        }
+        if removed > 0 { logger.info("pruned job logs", ("removed", removed), ("kept", logs.count - removed)) }
+    }
+
+    /// Starts the periodic housekeeping (log retention).
+    func startHousekeeping(every seconds: Double = 600) {
+        startThread { [self] in
+            let tick = Signal()
+            while !stopping.load(ordering: .relaxed) {
+                pruneJobLogs()
+                tick.wait(seconds: seconds)
+            }
+        }
+    }
+
+    /// The last step of a shutdown: TERM, then KILL, every process still ours (orphans
+    /// re-parented to us as PID 1 or subreaper), until none is left or the time is up.
+    func stopDescendants(killAfter: Double) {
+        #if os(Linux)
+        let me = getpid()
+        func children() -> [pid_t] {
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+            return entries.compactMap { Int32($0) }.filter { pid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                    let close = stat.lastIndex(of: ")")
+                else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 2 && fields[0] != "Z" && Int32(fields[1]) == me
+            }
+        }
+        var left = children()
+        guard !left.isEmpty else { return }
+        logger.warning("stopping leftover processes", ("count", left.count))
+        for pid in left { _ = kill(-pid, SIGTERM); _ = kill(pid, SIGTERM) }
+        let deadline = monotonicSeconds() + killAfter
+        while !left.isEmpty && monotonicSeconds() < deadline {
+            usleep(50_000)
+            left = children()
+        }
+        for pid in left { _ = kill(-pid, SIGKILL); _ = kill(pid, SIGKILL) }
+        let reaped = monotonicSeconds() + 2
+        while !children().isEmpty && monotonicSeconds() < reaped { usleep(20_000) }
+        #endif
     }
 
     /// Every configured slot's name, in config order.
@@ -214,6 +336,8 @@ final class Supervisor: @unchecked Sendable {
         for slot in slots where slot.isRunning {
             _ = slot.finished.wait(seconds: max(0.1, hardDeadline - monotonicSeconds()))
         }
+        stopDescendants(killAfter: config.fleet.killTimeout)
+        sleepGuard.release()
         logger.notice("fleet stopped")
     }
 
@@ -222,10 +346,12 @@ final class Supervisor: @unchecked Sendable {
         let statuses = slots.map(\.status)
         let running = slots.filter(\.isRunning).count
         let counts = (try? context.store.jobCounts()) ?? [:]
-        let info = FleetInfo(
+        var info = FleetInfo(
             name: config.fleet.name, version: fleetVersion, pid: getpid(), startedAt: startedAt,
             desiredSlots: desiredCount.withLock { $0 }, runningSlots: running,
             configuredSlots: slots.count, jobsDone: counts["done"] ?? 0, jobsFailed: counts["failed"] ?? 0)
+        info.loggingDegraded = LogHealth.isDegraded
+        info.logWriteFailures = LogHealth.failedWrites
         return FleetStatus(fleet: info, quota: context.quota.latest, slots: statuses)
     }
 }

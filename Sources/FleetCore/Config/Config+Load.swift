@@ -41,6 +41,7 @@ extension FleetConfig {
         try fleetR.check("name", fleet.name, "must be letters, digits, '-' or '_'") { isName($0) }
         fleet.stateDir = try fleetR.path("state_dir") ?? fleet.stateDir
         fleet.socket = try fleetR.path("socket") ?? fleet.socket
+        fleet.logDir = try fleetR.path("log_dir") ?? fleet.stateDir + "/logs"
         fleet.grace = try fleetR.duration("grace") ?? fleet.grace
         fleet.killTimeout = try fleetR.duration("kill_timeout") ?? fleet.killTimeout
         fleet.slots = try fleetR.int("slots")

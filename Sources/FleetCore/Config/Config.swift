@@ -46,6 +46,8 @@ public struct FleetSection: Sendable, Equatable {
     public var name = "fleet"
     public var stateDir: String
     public var socket: String
+    /// Job and server logs (default `<state_dir>/logs`); may sit on its own file system.
+    public var logDir: String = ""
     /// Drain time on SIGTERM before agents are stopped.
     public var grace: Double = 30
     /// Time between TERM and KILL for a process group.

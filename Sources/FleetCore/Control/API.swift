@@ -54,6 +54,9 @@ public struct FleetInfo: Codable, Sendable, Equatable {
     public var configuredSlots: Int
     public var jobsDone: Int
     public var jobsFailed: Int
+    /// Log writes failed recently (a full disk): supervision goes on, logs are partial.
+    public var loggingDegraded: Bool?
+    public var logWriteFailures: Int?
 
     public init(
         name: String, version: String, pid: Int32, startedAt: Date, desiredSlots: Int,

@@ -42,7 +42,6 @@ public final class Logger: Sendable {
     public let format: LogFormat
     private let fd: Int32
     private let base: [(String, String)]
-    private let failures: Mutex<Int>
 
     public init(
         level: LogLevel = .info, format: LogFormat = .logfmt, fd: Int32 = 2,
@@ -52,11 +51,10 @@ public final class Logger: Sendable {
         self.format = format
         self.fd = fd
         self.base = fields
-        self.failures = Mutex(0)
     }
 
     /// Writes that failed so far (a full disk, a closed descriptor).
-    public var failedWrites: Int { failures.withLock { $0 } }
+    public var failedWrites: Int { LogHealth.failedWrites }
 
     /// A logger that adds `fields` to every line.
     public func with(_ fields: (String, String)...) -> Logger {
@@ -96,7 +94,7 @@ public final class Logger: Sendable {
             }
             return true
         }
-        if !ok { failures.withLock { $0 += 1 } }
+        if !ok { LogHealth.recordFailure() }
     }
 
     static func logfmt(_ fields: [(String, String)]) -> String {
@@ -143,4 +141,24 @@ func systemWrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
     #else
     Darwin.write(fd, buf, count)
     #endif
+}
+
+/// Process-wide count of log writes that failed (a full disk, a closed descriptor), for
+/// the daemon's log and the agents' log files alike: logging degrades, never blocks.
+public enum LogHealth {
+    private static let failures = Atomic<Int>(0)
+    private static let lastFailure = Atomic<Int>(0)
+
+    public static func recordFailure() {
+        failures.add(1, ordering: .relaxed)
+        lastFailure.store(Int(monotonicSeconds()), ordering: .relaxed)
+    }
+
+    public static var failedWrites: Int { failures.load(ordering: .relaxed) }
+
+    /// True when a write failed in the last five minutes.
+    public static var isDegraded: Bool {
+        let last = lastFailure.load(ordering: .relaxed)
+        return last > 0 && Int(monotonicSeconds()) - last < 300
+    }
 }

@@ -44,6 +44,7 @@ final class Connection: @unchecked Sendable {
         let spec = slot.spec
         let config = context.config
         let token = try Secrets.read(spec.tokenFile)
+        slot.state.withLock { $0.tokenFingerprint = tokenFingerprint(token) }
         let instanceId = "\(config.fleet.name)-\(spec.name)-\(bootNonce())"
         let home = context.slotDir(spec.name) + "/home"
         try makeDirectories(home)

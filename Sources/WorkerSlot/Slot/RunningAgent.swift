@@ -117,7 +117,10 @@ final class CappedSink: @unchecked Sendable {
             while offset < raw.count {
                 let n = systemWriteFD(fd, raw.baseAddress! + offset, raw.count - offset)
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }  // full disk: drop, never block the agent
+                if n <= 0 {  // full disk: drop, never block the agent
+                    LogHealth.recordFailure()
+                    return
+                }
                 offset += n
             }
         }

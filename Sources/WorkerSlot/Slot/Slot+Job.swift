@@ -90,7 +90,8 @@ extension Slot {
         try? context.store.recordAgent(slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
         log.info("agent started", ("pid", agent.child.pid), ("claim_answer_ns", answeredAt))
 
-        let ending = superviseAgent(agent, claim, conn, log)
+        var conn = conn
+        let ending = superviseAgent(agent, claim, &conn, log)
         agent.finishOutput()
         return settle(claim, conn, agent, ending, log)
     }
@@ -107,7 +108,7 @@ extension Slot {
 
     /// Waits for the agent while renewing the lease; stops it on timeout, abort, or a
     /// lease the server refuses.
-    private func superviseAgent(_ agent: RunningAgent, _ claim: Claim, _ conn: Connection, _ log: Logger) -> AgentEnding {
+    private func superviseAgent(_ agent: RunningAgent, _ claim: Claim, _ conn: inout Connection, _ log: Logger) -> AgentEnding {
         let started = monotonicSeconds()
         let leaseInterval = context.config.scrum4me.leaseInterval
         var nextRenewal = started + leaseInterval
@@ -153,9 +154,21 @@ extension Slot {
                 if serverState == "CANCELLED" || failure.isCancellation { return .cancelled("\(failure)") }
                 return .lostJob("\(failure)")
             } catch {
-                // Transport trouble: keep the agent, try again next interval.
+                // Transport trouble (the server died, a reset): keep the agent and
+                // reconnect, so the lease does not lapse under a working agent.
                 log.warning("lease renewal failed", ("error", error))
-                if conn.isBroken { nextRenewal = now + min(leaseInterval, 5) }
+                conn.markBroken()
+                do {
+                    let fresh = try Connection.open(slot: self)
+                    conn.close(killAfter: killAfter)
+                    conn = fresh
+                    replacement.withLock { $0 = fresh }
+                    state.withLock { $0.instanceId = fresh.instanceId }
+                    nextRenewal = monotonicSeconds()
+                } catch {
+                    log.warning("reconnect during a job failed", ("error", error))
+                    nextRenewal = now + min(leaseInterval, 5)
+                }
             }
         }
     }

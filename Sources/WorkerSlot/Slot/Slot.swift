@@ -17,8 +17,10 @@ import Synchronization
 /// The supervisor changes what is wanted (`desired`) and reads what is (`status`);
 /// the loop moves the actual state and records every change in the store.
 public final class Slot: @unchecked Sendable {
-    public let spec: SlotSpec
-    let context: SlotContext
+    /// The slot's configuration and the fleet's, replaced on a config reload.
+    private let settings: Mutex<(spec: SlotSpec, context: SlotContext)>
+    public var spec: SlotSpec { settings.withLock { $0.spec } }
+    var context: SlotContext { settings.withLock { $0.context } }
     let logger: Logger
 
     struct State {
@@ -43,6 +45,8 @@ public final class Slot: @unchecked Sendable {
         var lastExit: String?
         /// Worktrees kept because they hold uncommitted work.
         var dirtyWorktrees: [String] = []
+        /// Identifies the token the live connection uses (never the token itself).
+        var tokenFingerprint: Int?
     }
 
     let state = Mutex(State())
@@ -54,10 +58,11 @@ public final class Slot: @unchecked Sendable {
     let quotaGateState = Mutex(SlotGateState())
     /// Fired once when the loop has ended.
     public let finished = Signal()
+    /// A connection opened during a job (the old one broke); the loop adopts it.
+    let replacement = Mutex<Connection?>(nil)
 
     public init(spec: SlotSpec, context: SlotContext) {
-        self.spec = spec
-        self.context = context
+        self.settings = Mutex((spec, context))
         self.logger = context.logger.with(("slot", spec.name))
         state.withLock { $0.quotaFloor = spec.minQuotaPct }
         context.quota.subscribe(wake)
@@ -102,6 +107,27 @@ public final class Slot: @unchecked Sendable {
         waitCancel.withLock { $0 }.cancel()
         wake.fire()
         if !isRunning { start() }
+    }
+
+    /// Applies a reloaded config. Budgets and intervals apply at once; a changed token
+    /// (rotated), server or roots take a reconnect after the current job.
+    public func update(spec: SlotSpec, context: SlotContext) {
+        let old = settings.withLock { s -> (SlotSpec, SlotContext) in
+            defer { s = (spec, context) }
+            return s
+        }
+        let rotated = (try? Secrets.read(spec.tokenFile)).map(tokenFingerprint) != state.withLock { $0.tokenFingerprint }
+        let reconnect = rotated || old.0.repoRoots != spec.repoRoots || old.0.worktreeRoot != spec.worktreeRoot
+            || old.0.runtime != spec.runtime || old.0.capabilities != spec.capabilities
+            || old.1.config.scrum4me != context.config.scrum4me
+        state.withLock { s in
+            if reconnect && s.running { s.restartRequested = true }
+        }
+        if reconnect {
+            logger.notice("config changed; reconnecting after the current job", ("token_rotated", rotated))
+            if !isBusy { waitCancel.withLock { $0 }.cancel() }
+            wake.fire()
+        }
     }
 
     /// Refuses to run this slot (a shared token): `failed` with the reason, no thread.
@@ -188,6 +214,10 @@ public final class Slot: @unchecked Sendable {
         defer { connection?.close(killAfter: context.config.fleet.killTimeout) }
 
         while true {
+            // A job may have replaced a broken connection (the old one is closed).
+            if let fresh = replacement.withLock({ r in defer { r = nil }; return r }) {
+                connection = fresh
+            }
             let wanted = desired
             if wanted == .down { break }
             if state.withLock({ s in defer { s.restartRequested = false }; return s.restartRequested }) {
@@ -268,7 +298,7 @@ public final class Slot: @unchecked Sendable {
         }
         let delay = backoff.next()
         transition(.backoff, error: detail)
-        try? context.store.event(slot: spec.name, kind: "slot_restart_scheduled", detail: "in \(formatDuration(delay)): \(detail)")
+        try? context.store.event(slot: spec.name, kind: "slot_restart_scheduled", detail: "in \(Int(delay * 1000))ms: \(detail)")
         logger.warning("slot failed; backing off", ("error", detail), ("retry_in", formatDuration(delay)), ("failures", count))
         nap(delay)
     }
@@ -308,4 +338,11 @@ public final class Slot: @unchecked Sendable {
         countJobStarted()
         runJob(claim, conn, answeredAt: realtimeNanoseconds())
     }
+}
+
+/// An in-process fingerprint of a token, to notice a rotation without keeping it.
+func tokenFingerprint(_ token: String) -> Int {
+    var hasher = Hasher()
+    hasher.combine(token)
+    return hasher.finalize()
 }

@@ -31,10 +31,10 @@ public struct SlotContext: Sendable {
     public func slotDir(_ name: String) -> String { "\(config.fleet.stateDir)/slots/\(name)" }
 
     /// Per-job agent logs.
-    public var jobLogDir: String { "\(config.fleet.stateDir)/logs/jobs" }
+    public var jobLogDir: String { "\(config.fleet.logDir)/jobs" }
 
     /// Per-slot server logs.
-    public var serverLogDir: String { "\(config.fleet.stateDir)/logs/slots" }
+    public var serverLogDir: String { "\(config.fleet.logDir)/slots" }
 
     /// The environment variables every child may see: nothing secret, nothing of ours.
     public var childBaseEnvironment: [String: String] {
