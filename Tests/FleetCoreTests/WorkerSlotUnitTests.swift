@@ -146,14 +146,17 @@ import Testing
         #expect(delays.suffix(3).allSatisfy { $0 == 300 })
         var c = Backoff(min: 4, max: 300)
         #expect(c.next(random: 1) == 5)
-        #expect(c.next(random: -1) == 6)
+        #expect(c.next(random: 0.5) == 9)
         c.reset()
         #expect(c.next(random: 0) == 4)
     }
 
-    @Test func neverUnderTheFloor() {
+    @Test func neverUnderTheBase() {
         var b = Backoff(min: 1, max: 8)
-        #expect(b.next(random: -1) >= 1)
+        for expected in [1.0, 2, 4, 8, 8] {
+            let delay = b.next()
+            #expect(delay >= expected && delay < expected * 1.25)
+        }
     }
 
     @Test func jitterSpreadsSlotsApart() {

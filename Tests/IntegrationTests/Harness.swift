@@ -125,21 +125,29 @@ final class FleetUnderTest {
     let socket: String
     let stateDir: String
     var process: Process?
-    let logPath: String
+    var logPathOverride: String?
+    var logPath: String { logPathOverride ?? defaultLogPath }
+    private let defaultLogPath: String
 
     init(dir: String, config: String) throws {
         self.dir = dir
         self.configPath = dir + "/fleet.toml"
         self.socket = dir + "/run/fleetd.sock"
         self.stateDir = dir + "/state"
-        self.logPath = dir + "/fleetd.log"
+        self.defaultLogPath = dir + "/fleetd.log"
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func start(extraEnv: [String: String] = [:]) throws {
+    /// Starts fleetd (behind `wrapper`, e.g. unshare, when given) and waits until it serves.
+    func start(extraEnv: [String: String] = [:], wrapper: [String] = []) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Paths.fleetd)
-        p.arguments = ["--config", configPath, "--log-level", "debug"]
+        if wrapper.isEmpty {
+            p.executableURL = URL(fileURLWithPath: Paths.fleetd)
+            p.arguments = ["--config", configPath, "--log-level", "debug"]
+        } else {
+            p.executableURL = URL(fileURLWithPath: wrapper[0])
+            p.arguments = Array(wrapper.dropFirst()) + [Paths.fleetd, "--config", configPath, "--log-level", "debug"]
+        }
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extraEnv { env[k] = v }
         p.environment = env

@@ -1,5 +1,7 @@
-/// Exponential backoff with jitter: `min` doubling to `max`, about +-25% random, and
-/// never under `floor` seconds between starts.
+/// Exponential backoff with jitter: `min` doubling to `max`, plus up to 25% random.
+///
+/// The jitter only adds: jitter around the base would be clamped by the floor at the
+/// first attempts, and slots that failed together would restart in lockstep.
 public struct Backoff: Sendable, Equatable {
     public var min: Double
     public var max: Double
@@ -14,7 +16,7 @@ public struct Backoff: Sendable, Equatable {
     }
 
     /// The delay before the next attempt, counting one more failure.
-    public mutating func next(random: Double = Double.random(in: -1...1)) -> Double {
+    public mutating func next(random: Double = Double.random(in: 0..<1)) -> Double {
         let base = Swift.min(max, min * Double(1 << Swift.min(failures, 30)))
         failures += 1
         return Swift.max(floor, base * (1 + jitter * random))

@@ -74,6 +74,10 @@ final class Connection: @unchecked Sendable {
         do {
             try connection.api.client.initialize(clientName: "fleet-\(spec.name)", timeout: config.scrum4me.requestTimeout)
         } catch {
+            // A server that died at start: keep its exit status for the slot's status.
+            if let exit = connection.server?.wait(seconds: 0.5) {
+                slot.state.withLock { $0.lastExit = "\(exit)" }
+            }
             connection.close(killAfter: config.fleet.killTimeout)
             if case .unauthorized = error { throw Scrum4MeError.mcp(error) }
             throw error
