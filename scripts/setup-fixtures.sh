@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the Python virtualenv that the test fixtures run in:
-# the Scrum4Me stand-in MCP server and the scripted agent (Tests/Support/).
+# the Scrum4Me stand-in MCP server and the scripted agent (Tests/Support/), plus the
+# real `claude` CLI that the claude-agent-sdk wheel carries (requirements-claude.txt).
 #
 #   scripts/setup-fixtures.sh            -> venv at $FLEET_VENV (default <repo>/.venv-fixtures)
 #
-# Idempotent: packages are installed only when Tests/Support/requirements.txt changed
-# since the last successful install (a stamp file inside the venv holds its hash).
+# Idempotent: packages are installed only when Tests/Support/requirements.txt or
+# requirements-claude.txt changed since the last successful install (a stamp file
+# inside the venv holds their hashes).
 # The last line printed on stdout is the venv's python path; everything else goes to stderr.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${FLEET_VENV:-$repo/.venv-fixtures}"
 req="$repo/Tests/Support/requirements.txt"
+req_claude="$repo/Tests/Support/requirements-claude.txt"
 python="${FLEET_PYTHON:-python3}"
 
 case "$venv" in
@@ -21,10 +24,12 @@ esac
 
 log() { printf 'setup-fixtures: %s\n' "$*" >&2; }
 
-if [ ! -f "$req" ]; then
-    log "missing $req"
-    exit 1
-fi
+for file in "$req" "$req_claude"; do
+    if [ ! -f "$file" ]; then
+        log "missing $file"
+        exit 1
+    fi
+done
 if ! command -v "$python" >/dev/null 2>&1; then
     log "$python not found; install python3 (3.10 or newer)"
     exit 1
@@ -42,7 +47,7 @@ hash_of() {
     fi
 }
 
-want="$(hash_of "$req")"
+want="$(hash_of "$req") $(hash_of "$req_claude")"
 stamp="$venv/.fixtures-requirements.sha256"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -74,10 +79,18 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/nu
     fi
 fi
 
-log "installing $(basename "$req") into $venv"
+log "installing $(basename "$req") and $(basename "$req_claude") into $venv"
 rm -f "$stamp"
-"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req" >&2
+"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req" -r "$req_claude" >&2
 "$venv/bin/python" -c 'import mcp.server.lowlevel, mcp.client.stdio, mcp.client.streamable_http, uvicorn, starlette' >&2
+# the claude CLI inside the claude-agent-sdk wheel (found without importing the SDK)
+"$venv/bin/python" - >&2 <<'PY'
+import importlib.util, os, sys
+spec = importlib.util.find_spec("claude_agent_sdk")
+cli = os.path.join(spec.submodule_search_locations[0], "_bundled", "claude") if spec else ""
+if not os.access(cli, os.X_OK):
+    sys.exit("setup-fixtures: no claude CLI in the claude-agent-sdk wheel (looked at %r)" % cli)
+PY
 echo "$want" > "$stamp"
 # keep the venv out of git without touching the repo's .gitignore
 printf '*\n' > "$venv/.gitignore"
