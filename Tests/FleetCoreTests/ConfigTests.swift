@@ -122,4 +122,25 @@ import Testing
     func rejectsBadDurations(text: String) {
         #expect(parseDuration(text) == nil)
     }
+
+    @Test func environmentOverridesSectionKeys() throws {
+        let env = ["FLEET_FLEET_GRACE": "45s", "FLEET_SCRUM4ME_WAIT_SECONDS": "120", "FLEET_FLEET_NAME": "pod-3",
+                   "FLEET_AGENT_COMMAND": "[\"/usr/bin/claude\", \"--debug\"]", "FLEET_SOCKET": "/ignored"]
+        let config = try FleetConfig.parse(Self.valid, path: "/etc/fleet/fleet.toml", environment: env)
+        #expect(config.fleet.grace == 45)
+        #expect(config.fleet.name == "pod-3")
+        #expect(config.scrum4me.waitSeconds == 120)
+        #expect(config.agent.command == ["/usr/bin/claude", "--debug"])
+    }
+
+    @Test func aBadOverrideNamesTheVariable() {
+        do {
+            _ = try FleetConfig.parse(Self.valid, path: "f", environment: ["FLEET_FLEET_GRACE": "soon"])
+            Issue.record("accepted")
+        } catch {
+            #expect(error.key == "fleet.grace (from FLEET_FLEET_GRACE)")
+            #expect(error.line == nil)
+            #expect(error.message.contains("\"soon\""))
+        }
+    }
 }

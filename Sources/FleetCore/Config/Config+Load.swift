@@ -20,7 +20,15 @@ extension FleetConfig {
     }
 
     /// Validates config text; `path` names it in errors and anchors relative paths.
-    public static func parse(_ text: String, path: String) throws(ConfigError) -> FleetConfig {
+    ///
+    /// A key of `[fleet]`, `[scrum4me]`, `[quota]` or `[agent]` may be overridden by an
+    /// environment variable `FLEET_<SECTION>_<KEY>` (`FLEET_FLEET_GRACE=45s`,
+    /// `FLEET_SCRUM4ME_URL=...`), for containers; the value is read as a TOML value, or
+    /// as a string when it is not one.
+    public static func parse(
+        _ text: String, path: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigError) -> FleetConfig {
         let root: TOMLTable
         do {
             root = try TOML.parse(text)
@@ -29,6 +37,7 @@ extension FleetConfig {
         }
         let base = directoryOf(path)
         var top = TableReader(root, prefix: "", file: path, base: base)
+        top.environment = environment.filter { $0.key.hasPrefix("FLEET_") }
 
         let version = try top.int("version", required: true) ?? 0
         guard version == currentVersion else {
@@ -195,10 +204,14 @@ struct TableReader {
         self.base = base
     }
 
-    func keyPath(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix).\(key)" }
+    func keyPath(_ key: String) -> String {
+        let path = prefix.isEmpty ? key : "\(prefix).\(key)"
+        return fromEnvironment[key].map { "\(path) (from \($0))" } ?? path
+    }
 
     func error(_ key: String, _ message: String) -> ConfigError {
-        ConfigError(path: file, line: source.line(of: key) ?? (source.line > 0 ? source.line : nil), key: keyPath(key), message: message)
+        let line = fromEnvironment[key] != nil ? nil : source.line(of: key) ?? (source.line > 0 ? source.line : nil)
+        return ConfigError(path: file, line: line, key: keyPath(key), message: message)
     }
 
     func check<T>(_ key: String, _ value: T, _ message: String, _ ok: (T) -> Bool) throws(ConfigError) {
@@ -210,8 +223,22 @@ struct TableReader {
         return "\(value)"
     }
 
+    /// `FLEET_*` variables that may override this table's keys.
+    var environment: [String: String] = [:]
+    /// Keys whose value came from the environment, with the variable's name.
+    var fromEnvironment: [String: String] = [:]
+
     mutating func value(_ key: String) -> TOMLValue? {
         used.insert(key)
+        let sections = ["fleet", "scrum4me", "quota", "agent"]
+        if sections.contains(prefix) {
+            let name = "FLEET_\(prefix)_\(key)".uppercased()
+            if let raw = environment[name] {
+                fromEnvironment[key] = name
+                if let parsed = try? TOML.parse("v = \(raw)"), let value = parsed["v"] { return value }
+                return .string(raw)
+            }
+        }
         return source[key]
     }
 
@@ -284,11 +311,15 @@ struct TableReader {
     }
 
     mutating func table(_ key: String) throws(ConfigError) -> TableReader {
-        guard let v = value(key) else {
-            return TableReader(TOMLTable(), prefix: keyPath(key), file: file, base: base)
+        var reader: TableReader
+        if let v = value(key) {
+            guard case .table(let t) = v else { throw error(key, "is not a table; write [\(keyPath(key))]") }
+            reader = TableReader(t, prefix: keyPath(key), file: file, base: base)
+        } else {
+            reader = TableReader(TOMLTable(), prefix: keyPath(key), file: file, base: base)
         }
-        guard case .table(let t) = v else { throw error(key, "is not a table; write [\(keyPath(key))]") }
-        return TableReader(t, prefix: keyPath(key), file: file, base: base)
+        reader.environment = environment
+        return reader
     }
 
     /// Expands `[[slot]]` entries, including templates with `count` and `{n}`.

@@ -112,6 +112,8 @@ final class Connection: @unchecked Sendable {
 
     /// Sends `worker_heartbeat` with the fleet's reading (100 without a probe).
     func heartbeat(_ reading: QuotaInfo?) throws(Scrum4MeError) {
+        // No reading yet from a real probe: say nothing rather than invent 100%.
+        if reading == nil && slot.context.config.quota.probe != "off" { return }
         try api.workerHeartbeat(pct: reading?.pct ?? 100, checkedAt: reading?.checkedAt)
         let now = Date()
         slot.state.withLock { $0.lastHeartbeat = now }
@@ -122,9 +124,12 @@ final class Connection: @unchecked Sendable {
     /// concurrently with a pending long poll (DESIGN.md, decision 6).
     private func startTicker() {
         let interval = slot.context.config.scrum4me.heartbeatInterval
+        slot.context.quota.subscribe(stopTicker)
         startThread { [self] in
+            defer { slot.context.quota.unsubscribe(stopTicker) }
             while !closed.load(ordering: .relaxed) {
-                if stopTicker.wait(seconds: interval) { return }
+                // Woken by a new reading (the board fires it) or by close().
+                stopTicker.wait(seconds: interval)
                 if closed.load(ordering: .relaxed) || isBroken { return }
                 do {
                     try heartbeat(slot.context.quota.latest)

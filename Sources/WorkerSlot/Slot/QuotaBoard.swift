@@ -120,6 +120,11 @@ public final class QuotaBoard: Sendable {
         changed.withLock { $0.append(signal) }
     }
 
+    /// Removes a signal registered with `subscribe` (a closed connection's).
+    public func unsubscribe(_ signal: Signal) {
+        changed.withLock { $0.removeAll { $0 === signal } }
+    }
+
     /// Installs what answers probe requests (fleetd's probe thread).
     public func setProbeHandler(_ body: @escaping @Sendable (ProbeTrigger) -> ProbeTicket) {
         handler.withLock { $0 = body }
