@@ -7,7 +7,7 @@ final class ControlStreamTests: XCTestCase {
     /// Starts fleetctl in the background with its output in a file.
     func background(_ fleet: FleetUnderTest, _ args: [String]) throws -> (Process, String) {
         let out = fleet.dir + "/bg-\(UUID().uuidString.prefix(6)).out"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Paths.fleetctl)

@@ -51,7 +51,7 @@ final class FleetScenario {
         p.arguments = [Paths.standin, "serve-http", "--state", standin.state, "--port", "0", "--port-file", portFile,
                        "--lease-seconds", "\(standin.lease)", "--poll-seconds", "\(standin.poll)"]
         let log = dir + "/standin-http.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = p.standardError
         try p.run()

@@ -19,7 +19,7 @@ final class FakeAnthropic {
         process.executableURL = URL(fileURLWithPath: Paths.python)
         process.arguments = [Self.path, "serve", "--script", script, "--log", log, "--port", "0", "--port-file", portFile]
         let output = dir + "/fake-anthropic.log"
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardOutput = process.standardError
         try process.run()

@@ -93,6 +93,7 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    @discardableResult
     func locked<T>(_ body: () throws -> T) rethrows -> T {
         try lock.withLock { _ in try body() }
     }

@@ -54,11 +54,29 @@ func makeDirectories(_ path: String, mode: Int = 0o700) throws {
 }
 
 /// Writes `data` to `path` readable by the owner only, atomically (temp + rename).
+///
+/// The file is 0600 from its creation (it may hold the slot's token) and is not
+/// fsync'ed: these files (a job's payload and MCP config) live only as long as the job,
+/// and a crash releases the job anyway. `FileManager.createFile` fsync'ed a file of its
+/// own and chmod'ed after writing: two fsyncs on every job's path to its agent (bench/).
 func writePrivateFile(_ path: String, _ data: Data) throws {
     let temp = path + ".tmp"
-    FileManager.default.createFile(atPath: temp, contents: data, attributes: [.posixPermissions: 0o600])
-    guard FileManager.default.fileExists(atPath: temp) else {
-        throw SecretError(path: path, reason: "cannot be written")
+    let fd = Posix.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { throw SecretError(path: path, reason: "cannot be written (errno \(errno))") }
+    let written = fchmod(fd, 0o600) == 0 && data.withUnsafeBytes { raw -> Bool in
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+    Posix.close(fd)
+    guard written else {
+        unlink(temp)
+        throw SecretError(path: path, reason: "cannot be written (errno \(errno))")
     }
     guard rename(temp, path) == 0 else { throw lastError("rename \(temp)") }
 }
