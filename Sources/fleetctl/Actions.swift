@@ -188,11 +188,20 @@ enum Streams {
                     let error = (try? API.decoder().decode(APIError.self, from: Data(response.body))) ?? APIError(error: "HTTP \(response.status)")
                     throw FleetClientError.server(status: response.status, error)
                 }
-                FileHandleOut.write(response.body)
+                if options.json {
+                    // One object: which log, and its text.
+                    let object: JSONValue = [key: .string(target), "data": .string(String(decoding: response.body, as: UTF8.self))]
+                    print(String(decoding: object.encoded(), as: UTF8.self))
+                } else {
+                    FileHandleOut.write(response.body)
+                }
                 return .ok
             }
             try CLI.client(options).stream("/v1/logs?\(query)&follow=1") { line in
-                if let object = try? JSONValue.decode(Data(line.utf8)), let data = object["data"]?.string {
+                if options.json {
+                    print(line)
+                    fflush(nil)
+                } else if let object = try? JSONValue.decode(Data(line.utf8)), let data = object["data"]?.string {
                     FileHandleOut.write(Array(data.utf8))
                 }
                 return true

@@ -325,4 +325,49 @@ final class ControlTests: XCTestCase {
         XCTAssertLessThan(after - before, 8 * 1024, "RSS grew from \(before) kB to \(after) kB")
         XCTAssertEqual(try fleet.ctl(["health"]).status, 0)
     }
+
+    /// The acting verbs in table and JSON form, with their exit codes.
+    func testActionVerbsInTableAndJSON() throws {
+        let world = try FleetScenario(tag: "actions", slots: 2)
+        defer { world.cleanup() }
+        let fleet = try world.fleet()
+        try fleet.start()
+        defer { fleet.stop() }
+        try eventually("2 idle") { try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 2 }
+
+        var r = try fleet.ctl(["drain", "--all", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(Set((try json(r) as? [String: Any])?["slots"] as? [String] ?? []), ["s1", "s2"])
+        try eventually("drained") { try slots(fleet).values.allSatisfy { $0["state"] as? String == "drained" } }
+        r = try fleet.ctl(["undrain", "s1"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertEqual(r.stdout, "undrained s1\n")
+        r = try fleet.ctl(["undrain", "--all", "--json"])
+        XCTAssertEqual((try json(r) as? [String: Any])?["ok"] as? Bool, true)
+        r = try fleet.ctl(["drain"])
+        XCTAssertEqual(r.status, 2, "drain needs slots or --all")
+        r = try fleet.ctl(["restart", "s2", "--json"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertEqual((try json(r) as? [String: Any])?["message"] as? String, "restarting after its current job")
+        r = try fleet.ctl(["restart", "s2", "--now"])
+        XCTAssertEqual(r.stdout, "s2: restarting now; its job is released\n")
+        r = try fleet.ctl(["restart"])
+        XCTAssertEqual(r.status, 2)
+        r = try fleet.ctl(["scale", "1"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stdout.hasPrefix("scaled to 1 slots"), r.stdout)
+        r = try fleet.ctl(["scale", "-1"])
+        XCTAssertEqual(r.status, 2)
+        r = try fleet.ctl(["requeue", "nosuchjob", "--json"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("no slot of this fleet is working on job nosuchjob"), r.stderr)
+
+        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product)
+        _ = try world.waitTerminal(ids)
+        try eventually("log written") { (try fleet.ctl(["logs", ids[0]])).status == 0 }
+        r = try fleet.ctl(["logs", ids[0], "--json"])
+        let log = try XCTUnwrap(try json(r) as? [String: Any])
+        XCTAssertEqual(log["job"] as? String, ids[0])
+        XCTAssertFalse((log["data"] as? String ?? "").isEmpty)
+    }
 }
