@@ -219,19 +219,6 @@ enum Streams {
 enum FileHandleOut {
     static func write(_ bytes: [UInt8]) {
         fflush(nil)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { writeOut(1, $0.baseAddress! + offset, $0.count - offset) }
-            if n <= 0 { return }
-            offset += n
-        }
+        _ = Posix.writeAll(1, bytes)
     }
-}
-
-private func writeOut(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
-    #if canImport(Glibc)
-    Glibc.write(fd, p, n)
-    #else
-    Darwin.write(fd, p, n)
-    #endif
 }

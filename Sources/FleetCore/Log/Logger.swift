@@ -83,18 +83,7 @@ public final class Logger: Sendable {
     }
 
     private func write(_ line: String) {
-        var bytes = Array(line.utf8)
-        let ok = bytes.withUnsafeMutableBytes { buf -> Bool in
-            var offset = 0
-            while offset < buf.count {
-                let n = systemWrite(fd, buf.baseAddress! + offset, buf.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
-        if !ok { LogHealth.recordFailure() }
+        if !Posix.writeAll(fd, Array(line.utf8)) { LogHealth.recordFailure() }
     }
 
     static func logfmt(_ fields: [(String, String)]) -> String {
@@ -134,14 +123,6 @@ public func jsonString(_ s: String) -> String {
     return out + "\""
 }
 
-/// write(2), named apart from the logger's own `write`.
-func systemWrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    Glibc.write(fd, buf, count)
-    #else
-    Darwin.write(fd, buf, count)
-    #endif
-}
 
 /// Process-wide count of log writes that failed (a full disk, a closed descriptor), for
 /// the daemon's log and the agents' log files alike: logging degrades, never blocks.

@@ -102,16 +102,7 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
     private func send(_ message: JSONValue) throws(MCPError) {
         var line = Array(message.encoded())
         line.append(10)
-        let ok = writeLock.withLock { _ in
-            var offset = 0
-            while offset < line.count {
-                let n = line.withUnsafeBytes { write(input, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
+        let ok = writeLock.withLock { _ in Posix.writeAll(input, line) }
         if !ok { throw .serverExited("stdin closed") }
     }
 

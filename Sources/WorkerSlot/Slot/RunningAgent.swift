@@ -112,17 +112,9 @@ final class CappedSink: @unchecked Sendable {
             return n
         }
         guard allowed > 0 else { return }
-        bytes.prefix(allowed).withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = systemWriteFD(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 {  // full disk: drop, never block the agent
-                    LogHealth.recordFailure()
-                    return
-                }
-                offset += n
-            }
+        // A full disk drops output, never blocks the agent.
+        if !bytes.prefix(allowed).withUnsafeBytes({ Posix.writeAll(fd, $0) }) {
+            LogHealth.recordFailure()
         }
     }
 
@@ -135,15 +127,12 @@ final class CappedSink: @unchecked Sendable {
         guard last, fd >= 0 else { return }
         if dropped > 0 {
             let note = Array("\n[fleet: output capped at \(cap) bytes, \(dropped) bytes dropped]\n".utf8)
-            _ = note.withUnsafeBytes { systemWriteFD(fd, $0.baseAddress!, $0.count) }
+            _ = Posix.writeAll(fd, note)
         }
         close(fd)
     }
 }
 
-func systemWriteFD(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buf, count)
-}
 
 /// A DispatchGroup with a timed wait in seconds.
 final class DispatchGroupBox: @unchecked Sendable {

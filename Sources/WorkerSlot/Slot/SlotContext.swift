@@ -63,16 +63,7 @@ func writePrivateFile(_ path: String, _ data: Data) throws {
     let temp = path + ".tmp"
     let fd = Posix.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
     guard fd >= 0 else { throw SecretError(path: path, reason: "cannot be written (errno \(errno))") }
-    let written = fchmod(fd, 0o600) == 0 && data.withUnsafeBytes { raw -> Bool in
-        var offset = 0
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
+    let written = fchmod(fd, 0o600) == 0 && data.withUnsafeBytes { Posix.writeAll(fd, $0) }
     Posix.close(fd)
     guard written else {
         unlink(temp)
