@@ -370,4 +370,31 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(log["job"] as? String, ids[0])
         XCTAssertFalse((log["data"] as? String ?? "").isEmpty)
     }
+
+    /// With a read group, its members may read but not act; the modes are 0660 and 0750.
+    func testReadGroupMayReadButNotAct() throws {
+        guard getuid() == 0, getgrnam("nogroup") != nil else { throw XCTSkip("needs root and the group nogroup") }
+        let world = try FleetScenario(tag: "readgrp", slots: 1)
+        defer { world.cleanup() }
+        chmod(world.dir, 0o755)
+        let fleet = try world.fleet(world.config(extraFleet: "read_group = \"nogroup\""))
+        try fleet.start()
+        defer { fleet.stop() }
+        let socketDir = (fleet.socket as NSString).deletingLastPathComponent
+        var st = stat()
+        XCTAssertEqual(stat(socketDir, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o750)
+        XCTAssertEqual(stat(fleet.socket, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o660)
+        XCTAssertEqual(st.st_gid, getgrnam("nogroup")!.pointee.gr_gid)
+
+        let member = ["--reuid=65534", "--regid=\(getgrnam("nogroup")!.pointee.gr_gid)", "--init-groups",
+                      Paths.fleetctl, "--socket", fleet.socket]
+        var r = try runCommand("/usr/bin/setpriv", member + ["status", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try runCommand("/usr/bin/setpriv", member + ["drain", "--all"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("may only read"), r.stderr)
+        XCTAssertEqual(try fleet.ctl(["drain", "--all"]).status, 0)
+    }
 }

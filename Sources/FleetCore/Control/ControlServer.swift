@@ -79,7 +79,12 @@ public final class ControlServer: @unchecked Sendable {
         } catch {
             throw .system(error)
         }
-        if let group = readGroup { _ = chown(path, getuid(), group) }
+        if let group = readGroup {
+            // Readers reach the socket through its directory: both belong to the group.
+            _ = chown(dir, getuid(), group)
+            _ = chmod(dir, dirMode)
+            _ = chown(path, getuid(), group)
+        }
         listenFD.withLock { $0 = fd }
         startThread { [self] in acceptLoop(fd) }
     }
@@ -161,7 +166,7 @@ public final class ControlServer: @unchecked Sendable {
         var pid: pid_t = 0
         guard fleet_peer_uid(conn, &uid, &pid) == 0 else { return }
         let mayWrite = uid == 0 || uid == getuid()
-        if !mayWrite && readGroup == nil {
+        if !mayWrite && !(readGroup.map { isMember(uid: uid, of: $0) } ?? false) {
             send(conn, errorResponse(403, "uid \(uid) may not use this socket"))
             return
         }
@@ -196,6 +201,22 @@ public final class ControlServer: @unchecked Sendable {
             }
         }
     }
+}
+
+/// True when the user `uid` belongs to group `gid` (primary or supplementary).
+func isMember(uid: uid_t, of gid: gid_t) -> Bool {
+    guard let pw = getpwuid(uid) else { return false }
+    if pw.pointee.pw_gid == gid { return true }
+    var count: Int32 = 64
+    var groups = [gid_t](repeating: 0, count: Int(count))
+    #if canImport(Glibc)
+    guard getgrouplist(pw.pointee.pw_name, pw.pointee.pw_gid, &groups, &count) >= 0 else { return false }
+    return groups.prefix(Int(count)).contains(gid)
+    #else
+    var ints = groups.map { Int32(bitPattern: $0) }
+    guard getgrouplist(pw.pointee.pw_name, Int32(bitPattern: pw.pointee.pw_gid), &ints, &count) >= 0 else { return false }
+    return ints.prefix(Int(count)).contains(Int32(bitPattern: gid))
+    #endif
 }
 
 /// A JSON error answer.
