@@ -36,9 +36,22 @@ public struct ProcessIdentity: Codable, Equatable, Sendable {
 /// The start time of `pid`, or nil when it does not exist (or is a zombie).
 public func processStartTime(_ pid: Int32) -> UInt64? {
     #if os(Linux)
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else {
-        return nil
+    // Read with open/read: String(contentsOfFile:) on a /proc file (st_size 0) leaked its
+    // read buffer in FoundationEssentials, a few hundred bytes per call, one call per job
+    // (bench/memory.sh, valgrind massif).
+    let fd = Posix.open("/proc/\(pid)/stat", O_RDONLY)
+    guard fd >= 0 else { return nil }
+    var buffer = [UInt8](repeating: 0, count: 1024)
+    var count = 0
+    while count < buffer.count {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        count += n
     }
+    Posix.close(fd)
+    guard count > 0 else { return nil }
+    let text = String(decoding: buffer[..<count], as: UTF8.self)
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     guard let close = text.lastIndex(of: ")") else { return nil }
     let fields = text[text.index(after: close)...].split(separator: " ")
