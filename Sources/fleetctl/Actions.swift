@@ -35,8 +35,13 @@ enum Actions {
     static func drain(_ options: GlobalOptions, _ args: [String]) -> Exit {
         let (request, wait) = slots(args, verb: "drain")
         do {
-            let (result, _) = try CLI.call("POST", "/v1/drain", body: body(request), options, as: ActionResult.self)
-            if !options.json { print("draining \(result.slots.joined(separator: ", ")): running jobs finish, no new ones start") }
+            let (result, _) = try CLI.call(
+                "POST", "/v1/drain", body: body(request), options, as: ActionResult.self)
+            if !options.json {
+                print(
+                    "draining \(result.slots.joined(separator: ", ")): running jobs finish, no new ones start"
+                )
+            }
             guard wait else {
                 if options.json { CLI.printJSON(result) }
                 return .ok
@@ -46,10 +51,18 @@ enum Actions {
             while true {
                 let (status, _) = try CLI.call("GET", "/v1/status", body: nil, options, as: FleetStatus.self)
                 let mine = status.slots.filter { result.slots.contains($0.name) }
-                let busy = mine.filter { $0.state != .drained && $0.state != .stopped && $0.state != .failed && $0.state != .tokenRejected }
-                let line = busy.isEmpty ? "all drained" : "waiting for " + busy.map { s in
-                    s.job.map { "\(s.name) (job \($0.id), \(age($0.since) ?? "-"))" } ?? "\(s.name) (\(s.state.rawValue))"
-                }.joined(separator: ", ")
+                let busy = mine.filter {
+                    $0.state != .drained && $0.state != .stopped && $0.state != .failed
+                        && $0.state != .tokenRejected
+                }
+                let line =
+                    busy.isEmpty
+                    ? "all drained"
+                    : "waiting for "
+                        + busy.map { s in
+                            s.job.map { "\(s.name) (job \($0.id), \(age($0.since) ?? "-"))" }
+                                ?? "\(s.name) (\(s.state.rawValue))"
+                        }.joined(separator: ", ")
                 if line != last && !options.json { print(line) }
                 last = line
                 if busy.isEmpty {
@@ -66,8 +79,13 @@ enum Actions {
     static func undrain(_ options: GlobalOptions, _ args: [String]) -> Exit {
         let (request, _) = slots(args, verb: "undrain")
         do {
-            let (result, _) = try CLI.call("POST", "/v1/undrain", body: body(request), options, as: ActionResult.self)
-            if options.json { CLI.printJSON(result) } else { print("undrained \(result.slots.joined(separator: ", "))") }
+            let (result, _) = try CLI.call(
+                "POST", "/v1/undrain", body: body(request), options, as: ActionResult.self)
+            if options.json {
+                CLI.printJSON(result)
+            } else {
+                print("undrained \(result.slots.joined(separator: ", "))")
+            }
             return .ok
         } catch {
             return CLI.report(error)
@@ -80,8 +98,13 @@ enum Actions {
         guard rest.count == 1, !rest[0].hasPrefix("-") else { CLI.usageError("restart needs one SLOT") }
         do {
             let request = RestartRequest(slot: rest[0], now: now)
-            let (result, _) = try CLI.call("POST", "/v1/restart", body: body(request), options, as: ActionResult.self)
-            if options.json { CLI.printJSON(result) } else { print("\(rest[0]): \(result.message ?? "restarting")") }
+            let (result, _) = try CLI.call(
+                "POST", "/v1/restart", body: body(request), options, as: ActionResult.self)
+            if options.json {
+                CLI.printJSON(result)
+            } else {
+                print("\(rest[0]): \(result.message ?? "restarting")")
+            }
             return .ok
         } catch {
             return CLI.report(error)
@@ -89,15 +112,20 @@ enum Actions {
     }
 
     static func scale(_ options: GlobalOptions, _ args: [String]) -> Exit {
-        guard args.count == 1, let n = Int(args[0]), n >= 0 else { CLI.usageError("scale needs a number of slots") }
+        guard args.count == 1, let n = Int(args[0]), n >= 0 else {
+            CLI.usageError("scale needs a number of slots")
+        }
         do {
-            let (result, _) = try CLI.call("POST", "/v1/scale", body: body(ScaleRequest(slots: n)), options, as: ScaleResult.self)
+            let (result, _) = try CLI.call(
+                "POST", "/v1/scale", body: body(ScaleRequest(slots: n)), options, as: ScaleResult.self)
             if options.json {
                 CLI.printJSON(result)
             } else {
                 print("scaled to \(result.desired) slots")
                 if !result.started.isEmpty { print("started: \(result.started.joined(separator: ", "))") }
-                if !result.draining.isEmpty { print("stopping after their current job: \(result.draining.joined(separator: ", "))") }
+                if !result.draining.isEmpty {
+                    print("stopping after their current job: \(result.draining.joined(separator: ", "))")
+                }
             }
             return .ok
         } catch {
@@ -108,8 +136,14 @@ enum Actions {
     static func requeue(_ options: GlobalOptions, _ args: [String]) -> Exit {
         guard args.count == 1 else { CLI.usageError("requeue needs one JOB") }
         do {
-            let (result, _) = try CLI.call("POST", "/v1/requeue", body: body(RequeueRequest(job: args[0])), options, as: RequeueResult.self)
-            if options.json { CLI.printJSON(result) } else { print("\(result.job) on \(result.slot): \(result.message)") }
+            let (result, _) = try CLI.call(
+                "POST", "/v1/requeue", body: body(RequeueRequest(job: args[0])), options,
+                as: RequeueResult.self)
+            if options.json {
+                CLI.printJSON(result)
+            } else {
+                print("\(result.job) on \(result.slot): \(result.message)")
+            }
             return .ok
         } catch {
             return CLI.report(error)
@@ -127,14 +161,17 @@ enum Streams {
             switch arg {
             case "-f", "--follow": follow = true
             case "--limit":
-                guard let value = rest.popFirst(), let n = Int(value), n > 0 else { CLI.usageError("--limit needs a number") }
+                guard let value = rest.popFirst(), let n = Int(value), n > 0 else {
+                    CLI.usageError("--limit needs a number")
+                }
                 limit = n
             default: CLI.usageError("events: unknown argument \(arg)")
             }
         }
         do {
             guard follow else {
-                let (events, _) = try CLI.call("GET", "/v1/events?limit=\(limit)", body: nil, options, as: [EventRecord].self)
+                let (events, _) = try CLI.call(
+                    "GET", "/v1/events?limit=\(limit)", body: nil, options, as: [EventRecord].self)
                 if options.json { CLI.printJSON(events) } else { events.forEach { print(render($0)) } }
                 return .ok
             }
@@ -168,7 +205,9 @@ enum Streams {
             switch arg {
             case "-f", "--follow": follow = true
             case "--bytes":
-                guard let value = rest.popFirst(), let n = Int(value), n >= 0 else { CLI.usageError("--bytes needs a number") }
+                guard let value = rest.popFirst(), let n = Int(value), n >= 0 else {
+                    CLI.usageError("--bytes needs a number")
+                }
                 bytes = n
             case let flag where flag.hasPrefix("-"): CLI.usageError("logs: unknown option \(flag)")
             default:
@@ -185,12 +224,16 @@ enum Streams {
             guard follow else {
                 let response = try CLI.send("GET", "/v1/logs?\(query)", options)
                 guard response.status == 200 else {
-                    let error = (try? API.decoder().decode(APIError.self, from: Data(response.body))) ?? APIError(error: "HTTP \(response.status)")
+                    let error =
+                        (try? API.decoder().decode(APIError.self, from: Data(response.body)))
+                        ?? APIError(error: "HTTP \(response.status)")
                     throw FleetClientError.server(status: response.status, error)
                 }
                 if options.json {
                     // One object: which log, and its text.
-                    let object: JSONValue = [key: .string(target), "data": .string(String(decoding: response.body, as: UTF8.self))]
+                    let object: JSONValue = [
+                        key: .string(target), "data": .string(String(decoding: response.body, as: UTF8.self)),
+                    ]
                     print(String(decoding: object.encoded(), as: UTF8.self))
                 } else {
                     FileHandleOut.write(response.body)
@@ -201,7 +244,9 @@ enum Streams {
                 if options.json {
                     print(line)
                     fflush(nil)
-                } else if let object = try? JSONValue.decode(Data(line.utf8)), let data = object["data"]?.string {
+                } else if let object = try? JSONValue.decode(Data(line.utf8)),
+                    let data = object["data"]?.string
+                {
                     FileHandleOut.write(Array(data.utf8))
                 }
                 return true

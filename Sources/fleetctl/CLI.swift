@@ -27,7 +27,9 @@ struct GlobalOptions {
 enum CLI {
     static var usage: String {
         let width = verbHelp.map(\.name.count).max() ?? 0
-        let verbs = verbHelp.map { "  " + $0.name + String(repeating: " ", count: width - $0.name.count) + "  " + $0.summary }
+        let verbs = verbHelp.map {
+            "  " + $0.name + String(repeating: " ", count: width - $0.name.count) + "  " + $0.summary
+        }
         return """
             usage: fleetctl [--socket PATH] [--config PATH] [--timeout SECONDS] VERB [--json]
 
@@ -58,7 +60,9 @@ enum CLI {
                 if arg == "--socket" { options.socket = value }
                 if arg == "--config" { options.config = value }
                 if arg == "--timeout" {
-                    guard let t = Double(value) ?? parseDuration(value), t > 0 else { usageError("--timeout needs seconds") }
+                    guard let t = Double(value) ?? parseDuration(value), t > 0 else {
+                        usageError("--timeout needs seconds")
+                    }
                     options.timeout = t
                 }
             case "--json": options.json = true
@@ -83,12 +87,16 @@ enum CLI {
         case "logs": code = Streams.logs(options, rest)
         case "quota": code = Quota.run(options, rest)
         case "completion":
-            guard rest.count == 1, let script = completionScript(rest[0]) else { usageError("completion needs bash or zsh") }
+            guard rest.count == 1, let script = completionScript(rest[0]) else {
+                usageError("completion needs bash or zsh")
+            }
             print(script)
             code = .ok
         case "help":
             if let name = rest.first {
-                guard let help = verbHelp.first(where: { $0.name == name }) else { usageError("no verb \(name)") }
+                guard let help = verbHelp.first(where: { $0.name == name }) else {
+                    usageError("no verb \(name)")
+                }
                 print(help.text)
             } else {
                 print(usage)
@@ -116,14 +124,18 @@ enum CLI {
     }
 
     /// One call, decoded; warns once when the daemon's version differs from ours.
-    static func call<T: Decodable>(_ method: String, _ path: String, body: Data?, _ options: GlobalOptions, as type: T.Type) throws(FleetClientError) -> (T, HTTPResponse) {
+    static func call<T: Decodable>(
+        _ method: String, _ path: String, body: Data?, _ options: GlobalOptions, as type: T.Type
+    ) throws(FleetClientError) -> (T, HTTPResponse) {
         let result = try client(options).call(method, path, body: body, as: type)
         checkVersion(result.1)
         return result
     }
 
     /// One raw call; warns once on a version mismatch.
-    static func send(_ method: String, _ path: String, _ options: GlobalOptions) throws(FleetClientError) -> HTTPResponse {
+    static func send(_ method: String, _ path: String, _ options: GlobalOptions) throws(FleetClientError)
+        -> HTTPResponse
+    {
         let response = try client(options).send(method, path)
         checkVersion(response)
         return response
@@ -132,7 +144,9 @@ enum CLI {
     nonisolated(unsafe) static var warnedVersion = false
 
     static func checkVersion(_ response: HTTPResponse) {
-        guard !warnedVersion, let version = response.header("Fleet-Version"), version != fleetVersion else { return }
+        guard !warnedVersion, let version = response.header("Fleet-Version"), version != fleetVersion else {
+            return
+        }
         warnedVersion = true
         writeErr("fleetctl: warning: fleetd is version \(version), fleetctl is \(fleetVersion)\n")
     }
@@ -149,7 +163,9 @@ enum CLI {
             writeErr("fleetctl: \(error)\nhint: start it with: fleetd --config PATH\n")
             return .notRunning
         case .timeout:
-            writeErr("fleetctl: \(error)\nhint: the daemon may be stopped (SIGSTOP) or overloaded; check its pid and log\n")
+            writeErr(
+                "fleetctl: \(error)\nhint: the daemon may be stopped (SIGSTOP) or overloaded; check its pid and log\n"
+            )
             return .timeout
         case .server(_, let api):
             writeErr("fleetctl: \(api.error)\n" + (api.hint.map { "hint: \($0)\n" } ?? ""))
@@ -158,7 +174,9 @@ enum CLI {
             writeErr("fleetctl: \(error)\n")
             return .failed
         case .denied:
-            writeErr("fleetctl: \(error)\nhint: run fleetctl as the daemon's user or root, or join its read_group\n")
+            writeErr(
+                "fleetctl: \(error)\nhint: run fleetctl as the daemon's user or root, or join its read_group\n"
+            )
             return .failed
         }
     }

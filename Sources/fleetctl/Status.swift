@@ -48,7 +48,9 @@ enum Status {
                 if options.json {
                     CLI.printJSON(status)
                 } else {
-                    print("\u{1B}[H\u{1B}[2J" + render(status) + "\n\n(every \(formatDuration(seconds)); Ctrl-C to stop)")
+                    print(
+                        "\u{1B}[H\u{1B}[2J" + render(status)
+                            + "\n\n(every \(formatDuration(seconds)); Ctrl-C to stop)")
                 }
                 fflush(nil)
             } catch {
@@ -96,24 +98,32 @@ enum Status {
         if status.offline == true {
             lines.append("OFFLINE: fleetd is not running; last recorded state from the database")
         } else {
-            lines.append("fleet \(f.name)  version \(f.version)  pid \(f.pid)  up \(age(f.startedAt) ?? "-")  slots \(f.runningSlots)/\(f.desiredSlots) of \(f.configuredSlots)  jobs done \(f.jobsDone) failed \(f.jobsFailed)")
+            lines.append(
+                "fleet \(f.name)  version \(f.version)  pid \(f.pid)  up \(age(f.startedAt) ?? "-")  slots \(f.runningSlots)/\(f.desiredSlots) of \(f.configuredSlots)  jobs done \(f.jobsDone) failed \(f.jobsFailed)"
+            )
         }
         if let q = status.quota {
             let reset = q.resetsAt.map { "  resets \(Timestamp.iso8601($0))" } ?? ""
             lines.append("quota \(q.pct)% remaining (\(q.source), \(age(q.checkedAt) ?? "-") ago)\(reset)")
         }
-        var table = Table(header: ["SLOT", "STATE", "DESIRED", "JOB", "KIND", "FOR", "RESUMES", "DONE", "FAILED", "RESTARTS", "HEARTBEAT", "ERROR"])
+        var table = Table(header: [
+            "SLOT", "STATE", "DESIRED", "JOB", "KIND", "FOR", "RESUMES", "DONE", "FAILED", "RESTARTS",
+            "HEARTBEAT", "ERROR",
+        ])
         for s in status.slots {
             table.add([
                 s.name, s.state.rawValue, s.desired.rawValue, s.job?.id, s.job?.kind,
-                age(s.job?.since ?? s.since), s.resumesAt.map(Timestamp.iso8601), "\(s.jobsDone)", "\(s.jobsFailed)", "\(s.restarts)",
+                age(s.job?.since ?? s.since), s.resumesAt.map(Timestamp.iso8601), "\(s.jobsDone)",
+                "\(s.jobsFailed)", "\(s.restarts)",
                 age(s.lastHeartbeat).map { "\($0) ago" }, s.lastError.map { String($0.prefix(60)) },
             ])
         }
         lines.append(table.render())
         // Warnings after the table, so that the table stays parseable.
         if f.loggingDegraded == true {
-            lines.append("warning: logging is degraded (\(f.logWriteFailures ?? 0) writes failed; is the log disk full?)")
+            lines.append(
+                "warning: logging is degraded (\(f.logWriteFailures ?? 0) writes failed; is the log disk full?)"
+            )
         }
         for s in status.slots {
             for path in s.dirtyWorktrees ?? [] {
@@ -121,7 +131,9 @@ enum Status {
             }
         }
         for s in status.slots where s.state == .standby {
-            lines.append("\(s.name): standby until \(s.resumesAt.map(Timestamp.iso8601) ?? "-"): \(s.standbyReason ?? "below its quota floor")")
+            lines.append(
+                "\(s.name): standby until \(s.resumesAt.map(Timestamp.iso8601) ?? "-"): \(s.standbyReason ?? "below its quota floor")"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -132,14 +144,20 @@ enum Jobs {
     static func run(_ options: GlobalOptions, _ args: [String]) -> Exit {
         do {
             var limit = 100
-            if let i = args.firstIndex(of: "--limit"), i + 1 < args.count, let n = Int(args[i + 1]) { limit = n }
-            let (jobs, _) = try CLI.call("GET", "/v1/jobs?limit=\(limit)", body: nil, options, as: [JobRecord].self)
+            if let i = args.firstIndex(of: "--limit"), i + 1 < args.count, let n = Int(args[i + 1]) {
+                limit = n
+            }
+            let (jobs, _) = try CLI.call(
+                "GET", "/v1/jobs?limit=\(limit)", body: nil, options, as: [JobRecord].self)
             if options.json {
                 CLI.printJSON(jobs)
             } else {
                 var table = Table(header: ["JOB", "SLOT", "KIND", "OUTCOME", "CLAIMED", "ERROR"])
                 for j in jobs {
-                    table.add([j.id, j.slot, j.kind, j.outcome, age(j.claimedAt).map { "\($0) ago" }, j.error.map { String($0.prefix(60)) }])
+                    table.add([
+                        j.id, j.slot, j.kind, j.outcome, age(j.claimedAt).map { "\($0) ago" },
+                        j.error.map { String($0.prefix(60)) },
+                    ])
                 }
                 print(table.render())
             }

@@ -45,7 +45,8 @@ enum Daemon {
                 args.removeFirst()
                 logFormat = format
             case "--log-level":
-                guard let value = args.first, let level = LogLevel.allCases.first(where: { $0.name == value }) else {
+                guard let value = args.first, let level = LogLevel.allCases.first(where: { $0.name == value })
+                else {
                     fail(usage: "--log-level needs debug, info, notice, warning or error")
                 }
                 args.removeFirst()
@@ -63,7 +64,9 @@ enum Daemon {
         guard let configPath else { fail(usage: "no config: pass --config PATH or set FLEET_CONFIG") }
 
         // Config: strict, with the key and value named in any error.
-        let absolute = configPath.hasPrefix("/") ? configPath : FileManager.default.currentDirectoryPath + "/" + configPath
+        let absolute =
+            configPath.hasPrefix("/")
+            ? configPath : FileManager.default.currentDirectoryPath + "/" + configPath
         var config: FleetConfig
         do {
             config = try FleetConfig.load(path: absolute)
@@ -92,7 +95,8 @@ enum Daemon {
     static func run(_ config: FleetConfig, _ logger: Logger) throws -> Never {
         // State directory and the single-instance lock, before touching the socket.
         let stateDir = config.fleet.stateDir
-        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let lock = try InstanceLock.acquire(path: stateDir + "/fleetd.lock")
 
         let store = try Store(path: stateDir + "/fleet.db")
@@ -112,16 +116,20 @@ enum Daemon {
         var readGroup: gid_t?
         if let name = config.fleet.readGroup {
             guard let group = getgrnam(name) else {
-                throw ConfigError(path: config.path, line: nil, key: "fleet.read_group", message: "no group named \"\(name)\"")
+                throw ConfigError(
+                    path: config.path, line: nil, key: "fleet.read_group",
+                    message: "no group named \"\(name)\"")
             }
             readGroup = group.pointee.gr_gid
         }
-        let server = ControlServer(path: config.fleet.socket, logger: logger, readGroup: readGroup) { request, peer in
+        let server = ControlServer(path: config.fleet.socket, logger: logger, readGroup: readGroup) {
+            request, peer in
             routes.handle(request, peer)
         }
         try server.start()
-        logger.notice("fleetd started", ("version", fleetVersion), ("pid", getpid()),
-                      ("socket", config.fleet.socket), ("state_dir", stateDir))
+        logger.notice(
+            "fleetd started", ("version", fleetVersion), ("pid", getpid()),
+            ("socket", config.fleet.socket), ("state_dir", stateDir))
         supervisor.start()
         supervisor.startHousekeeping()
 

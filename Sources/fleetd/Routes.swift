@@ -29,19 +29,27 @@ struct Routes: Sendable {
 
     var table: [Route] {
         [
-            Route(method: "GET", path: "/v1/status", mutates: false) { _ in jsonResponse(supervisor.status()) },
+            Route(method: "GET", path: "/v1/status", mutates: false) { _ in jsonResponse(supervisor.status())
+            },
             Route(method: "GET", path: "/v1/health", mutates: false) { _ in health() },
-            Route(method: "GET", path: "/v1/version", mutates: false) { _ in jsonResponse(["version": fleetVersion]) },
+            Route(method: "GET", path: "/v1/version", mutates: false) { _ in
+                jsonResponse(["version": fleetVersion])
+            },
             Route(method: "GET", path: "/v1/jobs", mutates: false) { r throws(APIFailure) in try jobs(r) },
-            Route(method: "GET", path: "/v1/events", mutates: false) { r throws(APIFailure) in try events(r) },
+            Route(method: "GET", path: "/v1/events", mutates: false) { r throws(APIFailure) in try events(r)
+            },
             Route(method: "GET", path: "/v1/logs", mutates: false) { r throws(APIFailure) in try logs(r) },
             Route(method: "GET", path: "/metrics", mutates: false) { _ in metrics() },
             Route(method: "GET", path: "/v1/quota", mutates: false) { _ in jsonResponse(quotaStatus()) },
-            Route(method: "POST", path: "/v1/quota/probe", mutates: true) { _ throws(APIFailure) in try probeQuota() },
+            Route(method: "POST", path: "/v1/quota/probe", mutates: true) { _ throws(APIFailure) in
+                try probeQuota()
+            },
             Route(method: "POST", path: "/v1/drain", mutates: true) { r throws(APIFailure) in
                 let names = try slotNames(try decode(SlotsRequest.self, r))
                 supervisor.drain(names)
-                return jsonResponse(ActionResult(ok: true, slots: names, message: "draining: running jobs finish, no new ones start"))
+                return jsonResponse(
+                    ActionResult(
+                        ok: true, slots: names, message: "draining: running jobs finish, no new ones start"))
             },
             Route(method: "POST", path: "/v1/undrain", mutates: true) { r throws(APIFailure) in
                 let names = try slotNames(try decode(SlotsRequest.self, r))
@@ -52,7 +60,8 @@ struct Routes: Sendable {
                 let request = try decode(RestartRequest.self, r)
                 _ = try slotNames(SlotsRequest(slots: [request.slot], all: false))
                 supervisor.restart(request.slot, now: request.now)
-                let message = request.now ? "restarting now; its job is released" : "restarting after its current job"
+                let message =
+                    request.now ? "restarting now; its job is released" : "restarting after its current job"
                 return jsonResponse(ActionResult(ok: true, slots: [request.slot], message: message))
             },
             Route(method: "POST", path: "/v1/scale", mutates: true) { r throws(APIFailure) in
@@ -60,7 +69,8 @@ struct Routes: Sendable {
                 let configured = supervisor.slotNames.count
                 guard (0...configured).contains(request.slots) else {
                     throw APIFailure(
-                        status: 409, message: "cannot scale to \(request.slots): \(configured) slots are configured",
+                        status: 409,
+                        message: "cannot scale to \(request.slots): \(configured) slots are configured",
                         hint: "add [[slot]] entries (or raise a template's count) and reload the config")
                 }
                 return jsonResponse(supervisor.scale(to: request.slots))
@@ -68,8 +78,9 @@ struct Routes: Sendable {
             Route(method: "POST", path: "/v1/requeue", mutates: true) { r throws(APIFailure) in
                 let request = try decode(RequeueRequest.self, r)
                 guard let result = supervisor.requeue(request.job) else {
-                    throw APIFailure(status: 404, message: "no slot of this fleet is working on job \(request.job)",
-                                     hint: "fleetctl status lists the jobs in progress")
+                    throw APIFailure(
+                        status: 404, message: "no slot of this fleet is working on job \(request.job)",
+                        hint: "fleetctl status lists the jobs in progress")
                 }
                 return jsonResponse(result)
             },
@@ -87,7 +98,8 @@ struct Routes: Sendable {
             return response
         }
         if route.mutates && !peer.mayWrite {
-            return errorResponse(403, "uid \(peer.uid) may only read", hint: "run fleetctl as the daemon's user or root")
+            return errorResponse(
+                403, "uid \(peer.uid) may only read", hint: "run fleetctl as the daemon's user or root")
         }
         let response: HTTPResponse
         do {
@@ -97,7 +109,10 @@ struct Routes: Sendable {
         }
         supervisor.logger.log(
             route.mutates ? .notice : .debug, "control request",
-            [("method", request.method), ("path", request.path), ("status", response.status), ("uid", peer.uid)])
+            [
+                ("method", request.method), ("path", request.path), ("status", response.status),
+                ("uid", peer.uid),
+            ])
         return response
     }
 
@@ -105,16 +120,20 @@ struct Routes: Sendable {
         do {
             return try API.decoder().decode(T.self, from: Data(request.body))
         } catch {
-            throw APIFailure(status: 400, message: "bad request body for \(request.path): expected JSON \(T.self)")
+            throw APIFailure(
+                status: 400, message: "bad request body for \(request.path): expected JSON \(T.self)")
         }
     }
 
     private func slotNames(_ request: SlotsRequest) throws(APIFailure) -> [String] {
         if request.all { return supervisor.runningNames }
-        guard !request.slots.isEmpty else { throw APIFailure(status: 400, message: "name a slot or pass all") }
+        guard !request.slots.isEmpty else {
+            throw APIFailure(status: 400, message: "name a slot or pass all")
+        }
         for name in request.slots where supervisor.slot(named: name) == nil {
-            throw APIFailure(status: 404, message: "no slot \(name)",
-                             hint: "configured slots: \(supervisor.slotNames.joined(separator: ", "))")
+            throw APIFailure(
+                status: 404, message: "no slot \(name)",
+                hint: "configured slots: \(supervisor.slotNames.joined(separator: ", "))")
         }
         return request.slots
     }
@@ -181,11 +200,15 @@ struct Routes: Sendable {
         let context = supervisor.context
         let path: String
         if let slot = request.query["slot"] {
-            guard supervisor.slot(named: slot) != nil else { throw APIFailure(status: 404, message: "no slot \(slot)") }
+            guard supervisor.slot(named: slot) != nil else {
+                throw APIFailure(status: 404, message: "no slot \(slot)")
+            }
             path = "\(context.serverLogDir)/\(slot).log"
         } else if let job = request.query["job"] {
             // Job ids name files: accept nothing that could leave the directory.
-            guard !job.isEmpty, job.count <= 128, job.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            guard !job.isEmpty, job.count <= 128,
+                job.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+            else {
                 throw APIFailure(status: 400, message: "not a job id")
             }
             path = "\(context.jobLogDir)/\(job).log"
@@ -197,7 +220,8 @@ struct Routes: Sendable {
         }
         let bytes = request.query["bytes"].flatMap(Int.init) ?? 65536
         if request.query["follow"] == nil {
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: tail.last(bytes))
+            return HTTPResponse(
+                status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: tail.last(bytes))
         }
         return HTTPResponse(streaming: "application/x-ndjson") { write in
             tail.follow(from: bytes, write: write)
@@ -216,20 +240,28 @@ struct Routes: Sendable {
             }
         }
         let byState = Dictionary(grouping: status.slots, by: \.state)
-        metric("fleet_slots", "Configured slots by actual state.", "gauge",
-               SlotState.allCases.map { ("state=\"\($0.rawValue)\"", Double(byState[$0]?.count ?? 0)) })
+        metric(
+            "fleet_slots", "Configured slots by actual state.", "gauge",
+            SlotState.allCases.map { ("state=\"\($0.rawValue)\"", Double(byState[$0]?.count ?? 0)) })
         let counts = (try? supervisor.context.store.jobCounts()) ?? [:]
-        metric("fleet_jobs_total", "Jobs this fleet claimed, by outcome.", "counter",
-               counts.keys.sorted().map { ("outcome=\"\($0)\"", Double(counts[$0]!)) })
-        metric("fleet_slot_restarts_total", "Restarts of each slot's server connection.", "counter",
-               status.slots.map { ("slot=\"\($0.name)\"", Double($0.restarts)) })
+        metric(
+            "fleet_jobs_total", "Jobs this fleet claimed, by outcome.", "counter",
+            counts.keys.sorted().map { ("outcome=\"\($0)\"", Double(counts[$0]!)) })
+        metric(
+            "fleet_slot_restarts_total", "Restarts of each slot's server connection.", "counter",
+            status.slots.map { ("slot=\"\($0.name)\"", Double($0.restarts)) })
         if let quota = status.quota {
-            metric("fleet_quota_remaining_percent", "Latest quota reading, percent remaining.", "gauge", [("", Double(quota.pct))])
-            metric("fleet_quota_probe_age_seconds", "Age of the latest quota reading.", "gauge",
-                   [("", max(0, Date().timeIntervalSince(quota.checkedAt)).rounded())])
+            metric(
+                "fleet_quota_remaining_percent", "Latest quota reading, percent remaining.", "gauge",
+                [("", Double(quota.pct))])
+            metric(
+                "fleet_quota_probe_age_seconds", "Age of the latest quota reading.", "gauge",
+                [("", max(0, Date().timeIntervalSince(quota.checkedAt)).rounded())])
         }
-        metric("fleet_log_write_failures_total", "Log lines fleetd could not write (full disk).", "counter",
-               [("", Double(supervisor.logger.failedWrites))])
-        return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(out.utf8))
+        metric(
+            "fleet_log_write_failures_total", "Log lines fleetd could not write (full disk).", "counter",
+            [("", Double(supervisor.logger.failedWrites))])
+        return HTTPResponse(
+            status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(out.utf8))
     }
 }

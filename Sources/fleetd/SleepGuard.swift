@@ -56,15 +56,17 @@ final class SleepGuard: Sendable {
             let isHeld = held.withLock { $0 != nil && $0?.exitStatus == nil }
             guard !isHeld else { return }
             do {
-                let child = try Reaper.shared.spawn(SpawnRequest(
-                    executable: command[0], arguments: Array(command.dropFirst()),
-                    environment: ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]))
+                let child = try Reaper.shared.spawn(
+                    SpawnRequest(
+                        executable: command[0], arguments: Array(command.dropFirst()),
+                        environment: ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]))
                 held.withLock { $0 = child }
                 logger.info("holding a power assertion while slots are busy", ("pid", child.pid))
             } catch {
                 gaveUp.store(true, ordering: .relaxed)
-                logger.warning("cannot hold a power assertion; the host may sleep during jobs",
-                               ("command", command[0]), ("error", error))
+                logger.warning(
+                    "cannot hold a power assertion; the host may sleep during jobs",
+                    ("command", command[0]), ("error", error))
             }
         } else {
             let taken = held.withLock { child -> Child? in

@@ -40,7 +40,9 @@ final class Supervisor: @unchecked Sendable {
         let configured = config.fleet.slots ?? slots.count
         let store = context.store
         let lastConfigValue = (try? store.meta("config_slots")).flatMap { $0.flatMap(Int.init) }
-        if lastConfigValue == configured, let scaled = (try? store.meta("scale")).flatMap({ $0.flatMap(Int.init) }) {
+        if lastConfigValue == configured,
+            let scaled = (try? store.meta("scale")).flatMap({ $0.flatMap(Int.init) })
+        {
             return min(scaled, slots.count)
         }
         try? store.setMeta("config_slots", "\(configured)")
@@ -84,10 +86,12 @@ final class Supervisor: @unchecked Sendable {
         let floors = Dictionary(uniqueKeysWithValues: slots.map { ($0.spec.name, $0.spec.minQuotaPct) })
         try? context.store.syncSlots(slots.map(\.spec.name), floors: floors)
         let counts = (try? context.store.jobCountsBySlot()) ?? [:]
-        let rows = Dictionary(((try? context.store.slots()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let rows = Dictionary(
+            ((try? context.store.slots()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for slot in slots {
             let c = counts[slot.spec.name] ?? [:]
-            slot.restore(restarts: rows[slot.spec.name]?.restarts ?? 0, done: c["done"] ?? 0, failed: c["failed"] ?? 0)
+            slot.restore(
+                restarts: rows[slot.spec.name]?.restarts ?? 0, done: c["done"] ?? 0, failed: c["failed"] ?? 0)
         }
         let n = resolveScale()
         desiredCount.withLock { $0 = n }
@@ -114,8 +118,10 @@ final class Supervisor: @unchecked Sendable {
         var next = old
         next.config = config
         // What only a restart changes: keep the running values, say so.
-        for (key, changed) in [("fleet.state_dir", config.fleet.stateDir != old.config.fleet.stateDir),
-                               ("fleet.socket", config.fleet.socket != old.config.fleet.socket)] where changed {
+        for (key, changed) in [
+            ("fleet.state_dir", config.fleet.stateDir != old.config.fleet.stateDir),
+            ("fleet.socket", config.fleet.socket != old.config.fleet.socket),
+        ] where changed {
             logger.warning("config key needs a restart to apply", ("key", key))
         }
         next.config.fleet.stateDir = old.config.fleet.stateDir
@@ -155,9 +161,12 @@ final class Supervisor: @unchecked Sendable {
             for slot in gone where slot.isRunning { slot.finished.wait(seconds: 86400) }
             live.withLock { live in live.slots.removeAll { s in gone.contains { $0 === s } } }
         }
-        try? context.store.event(slot: nil, kind: "config_reloaded",
-                                 detail: "added \(added.count), removed \(removed.count)")
-        logger.notice("config reloaded", ("slots", config.slots.count), ("added", added.count), ("removed", removed.count))
+        try? context.store.event(
+            slot: nil, kind: "config_reloaded",
+            detail: "added \(added.count), removed \(removed.count)")
+        logger.notice(
+            "config reloaded", ("slots", config.slots.count), ("added", added.count),
+            ("removed", removed.count))
     }
 
     /// Deletes finished jobs' logs beyond the retention count and age. Logs of running
@@ -170,7 +179,9 @@ final class Supervisor: @unchecked Sendable {
         var logs: [(path: String, modified: Date)] = []
         for name in names where name.hasSuffix(".log") && !running.contains(String(name.dropLast(4))) {
             let path = "\(dir)/\(name)"
-            let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
+            let modified =
+                (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+                ?? Date()
             logs.append((path, modified))
         }
         logs.sort { $0.modified > $1.modified }
@@ -179,7 +190,9 @@ final class Supervisor: @unchecked Sendable {
         for (index, log) in logs.enumerated() where index >= agent.logRetention || log.modified < cutoff {
             if (try? FileManager.default.removeItem(atPath: log.path)) != nil { removed += 1 }
         }
-        if removed > 0 { logger.info("pruned job logs", ("removed", removed), ("kept", logs.count - removed)) }
+        if removed > 0 {
+            logger.info("pruned job logs", ("removed", removed), ("kept", logs.count - removed))
+        }
     }
 
     /// Starts the periodic housekeeping (log retention).
@@ -199,7 +212,9 @@ final class Supervisor: @unchecked Sendable {
         #if os(Linux)
         let me = getpid()
         func children() -> [pid_t] {
-            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {
+                return []
+            }
             return entries.compactMap { Int32($0) }.filter { pid in
                 guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                     let close = stat.lastIndex(of: ")")
@@ -293,8 +308,9 @@ final class Supervisor: @unchecked Sendable {
         }
         try? context.store.setMeta("scale", "\(n)")
         try? context.store.event(slot: nil, kind: "fleet_scaled", detail: "\(n)")
-        logger.notice("fleet scaled", ("slots", n), ("started", result.started.joined(separator: ",")),
-                      ("draining", result.draining.joined(separator: ",")))
+        logger.notice(
+            "fleet scaled", ("slots", n), ("started", result.started.joined(separator: ",")),
+            ("draining", result.draining.joined(separator: ",")))
         return result
     }
 
@@ -328,7 +344,8 @@ final class Supervisor: @unchecked Sendable {
             }
         }
         for slot in slots where slot.isBusy {
-            logger.warning("grace over; releasing job", ("slot", slot.spec.name), ("job", slot.currentJob?.id))
+            logger.warning(
+                "grace over; releasing job", ("slot", slot.spec.name), ("job", slot.currentJob?.id))
             slot.abortJob()
         }
         // Each slot's loop stops its agent (TERM, then KILL) and its server, then ends.

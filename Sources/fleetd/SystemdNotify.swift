@@ -148,7 +148,9 @@ final class SystemdNotify: Sendable {
         let sent = bytes.withUnsafeBytes { body in
             withUnsafePointer(to: &addr) { ptr in
                 ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0, socklen_t(length))
+                    sendto(
+                        fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0,
+                        socklen_t(length))
                 }
             }
         }

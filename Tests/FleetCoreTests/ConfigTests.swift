@@ -60,18 +60,28 @@ import Testing
     }
 
     /// Each bad input names the key path and the value, with the line.
-    @Test(arguments: [
-        ("grace = \"30s\"", "grace = \"soon\"", "fleet.grace", "\"soon\" is not a duration", 7),
-        ("transport = \"stdio\"", "transport = \"smoke\"", "scrum4me.transport", "\"smoke\" is not one of stdio, http", 11),
-        ("wait_seconds = 300", "wait_seconds = 900", "scrum4me.wait_seconds", "900 must be between 1 and 600", 13),
-        ("min_quota_pct = 20", "min_quota_pct = 120", "slot[0].min_quota_pct", "120 must be between 0 and 100", 25),
-        ("tier = \"HIGH_P\"", "tier = \"URGENT\"", "slot[0].tier", "\"URGENT\" is not one of", 26),
-        ("slots = 2", "slots = 9", "fleet.slots", "9 is outside 0...4", 8),
-        ("slots = 2", "slots = \"two\"", "fleet.slots", "\"two\" is not an integer", 8),
-        ("name = \"nas\"", "name = \"nas box\"", "fleet.name", "\"nas box\" must be letters", 4),
-        ("name = \"nas\"", "nmae = \"nas\"", "fleet.nmae", "unknown key", 4),
-        ("count = 3", "count = 0", "slot[1].count", "0 must be between 1 and 256", 30),
-    ] as [(String, String, String, String, Int)])
+    @Test(
+        arguments: [
+            ("grace = \"30s\"", "grace = \"soon\"", "fleet.grace", "\"soon\" is not a duration", 7),
+            (
+                "transport = \"stdio\"", "transport = \"smoke\"", "scrum4me.transport",
+                "\"smoke\" is not one of stdio, http", 11
+            ),
+            (
+                "wait_seconds = 300", "wait_seconds = 900", "scrum4me.wait_seconds",
+                "900 must be between 1 and 600", 13
+            ),
+            (
+                "min_quota_pct = 20", "min_quota_pct = 120", "slot[0].min_quota_pct",
+                "120 must be between 0 and 100", 25
+            ),
+            ("tier = \"HIGH_P\"", "tier = \"URGENT\"", "slot[0].tier", "\"URGENT\" is not one of", 26),
+            ("slots = 2", "slots = 9", "fleet.slots", "9 is outside 0...4", 8),
+            ("slots = 2", "slots = \"two\"", "fleet.slots", "\"two\" is not an integer", 8),
+            ("name = \"nas\"", "name = \"nas box\"", "fleet.name", "\"nas box\" must be letters", 4),
+            ("name = \"nas\"", "nmae = \"nas\"", "fleet.nmae", "unknown key", 4),
+            ("count = 3", "count = 0", "slot[1].count", "0 must be between 1 and 256", 30),
+        ] as [(String, String, String, String, Int)])
     func rejectsBadValues(find: String, replace: String, key: String, message: String, line: Int) {
         let text = Self.valid.replacing(find, with: replace)
         #expect(text != Self.valid)
@@ -124,8 +134,10 @@ import Testing
     }
 
     @Test func environmentOverridesSectionKeys() throws {
-        let env = ["FLEET_FLEET_GRACE": "45s", "FLEET_SCRUM4ME_WAIT_SECONDS": "120", "FLEET_FLEET_NAME": "pod-3",
-                   "FLEET_AGENT_COMMAND": "[\"/usr/bin/claude\", \"--debug\"]", "FLEET_SOCKET": "/ignored"]
+        let env = [
+            "FLEET_FLEET_GRACE": "45s", "FLEET_SCRUM4ME_WAIT_SECONDS": "120", "FLEET_FLEET_NAME": "pod-3",
+            "FLEET_AGENT_COMMAND": "[\"/usr/bin/claude\", \"--debug\"]", "FLEET_SOCKET": "/ignored",
+        ]
         let config = try FleetConfig.parse(Self.valid, path: "/etc/fleet/fleet.toml", environment: env)
         #expect(config.fleet.grace == 45)
         #expect(config.fleet.name == "pod-3")

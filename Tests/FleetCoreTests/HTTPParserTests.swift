@@ -11,7 +11,8 @@ import Testing
     }
 
     @Test func parsesARequestWithQueryAndBody() throws {
-        let r = try #require(try parse("POST /v1/drain?slot=a%20b&wait HTTP/1.1\r\nContent-Length: 2\r\nX-A:  b \r\n\r\n{}"))
+        let r = try #require(
+            try parse("POST /v1/drain?slot=a%20b&wait HTTP/1.1\r\nContent-Length: 2\r\nX-A:  b \r\n\r\n{}"))
         #expect(r.method == "POST")
         #expect(r.path == "/v1/drain")
         #expect(r.query == ["slot": "a b", "wait": ""])
@@ -51,7 +52,8 @@ import Testing
     }
 
     @Test func responseRoundTrips() throws {
-        let response = HTTPResponse(status: 404, headers: [("Content-Type", "application/json")], body: Array("{}".utf8))
+        let response = HTTPResponse(
+            status: 404, headers: [("Content-Type", "application/json")], body: Array("{}".utf8))
         let parsed = try #require(HTTPParser.parseResponse(response.serialized()))
         #expect(parsed.status == 404)
         #expect(parsed.header("content-type") == "application/json")

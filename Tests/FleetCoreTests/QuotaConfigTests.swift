@@ -38,7 +38,8 @@ import Testing
     }
 
     @Test func everyKey() throws {
-        let text = Self.config("""
+        let text = Self.config(
+            """
             probe = "anthropic"
             base_url = "http://127.0.0.1:8080/"
             model = "claude-3-5-haiku-latest"
@@ -75,22 +76,29 @@ import Testing
         #expect(config.agent.credentialFile == "/run/secrets/claude")
     }
 
-    @Test(arguments: [
-        ("probe = \"api\"", "quota.probe", "\"api\" is not one of off, anthropic, command"),
-        ("probe = \"anthropic\"", "quota.credential_file", "is required with probe = \"anthropic\""),
-        ("probe = \"command\"", "quota.command", "is required with probe = \"command\""),
-        ("probe = \"command\"\ncommand = []", "quota.command", "is required"),
-        ("base_url = \"api.anthropic.com\"", "quota.base_url", "\"api.anthropic.com\" is not an http:// or https:// URL"),
-        ("model = \"\"", "quota.model", "\"\" must name a model"),
-        ("interval = \"often\"", "quota.interval", "\"often\" is not a duration"),
-        ("interval = \"0s\"", "quota.interval", "\"0s\" must be longer than 0s"),
-        ("interval = \"5m\"\nmax_age = \"5m\"", "quota.max_age", "\"5m\" must be longer than interval (5m)"),
-        ("sleep_cap = 3600", "quota.sleep_cap", "3600 is not a duration"),
-        ("min_probe_gap = \"soon\"", "quota.min_probe_gap", "\"soon\" is not a duration"),
-        ("jobs_per_window = 0", "quota.jobs_per_window", "0 must be at least 1"),
-        ("jobs_per_window = \"3\"", "quota.jobs_per_window", "\"3\" is not an integer"),
-        ("max_tokens = 1", "quota.max_tokens", "unknown key"),
-    ] as [(String, String, String)])
+    @Test(
+        arguments: [
+            ("probe = \"api\"", "quota.probe", "\"api\" is not one of off, anthropic, command"),
+            ("probe = \"anthropic\"", "quota.credential_file", "is required with probe = \"anthropic\""),
+            ("probe = \"command\"", "quota.command", "is required with probe = \"command\""),
+            ("probe = \"command\"\ncommand = []", "quota.command", "is required"),
+            (
+                "base_url = \"api.anthropic.com\"", "quota.base_url",
+                "\"api.anthropic.com\" is not an http:// or https:// URL"
+            ),
+            ("model = \"\"", "quota.model", "\"\" must name a model"),
+            ("interval = \"often\"", "quota.interval", "\"often\" is not a duration"),
+            ("interval = \"0s\"", "quota.interval", "\"0s\" must be longer than 0s"),
+            (
+                "interval = \"5m\"\nmax_age = \"5m\"", "quota.max_age",
+                "\"5m\" must be longer than interval (5m)"
+            ),
+            ("sleep_cap = 3600", "quota.sleep_cap", "3600 is not a duration"),
+            ("min_probe_gap = \"soon\"", "quota.min_probe_gap", "\"soon\" is not a duration"),
+            ("jobs_per_window = 0", "quota.jobs_per_window", "0 must be at least 1"),
+            ("jobs_per_window = \"3\"", "quota.jobs_per_window", "\"3\" is not an integer"),
+            ("max_tokens = 1", "quota.max_tokens", "unknown key"),
+        ] as [(String, String, String)])
     func rejects(_ quota: String, key: String, message: String) {
         do {
             _ = try FleetConfig.parse(Self.config(quota), path: "/x/fleet.toml")
@@ -106,7 +114,8 @@ import Testing
 /// Readings and failed probes in the store.
 @Suite struct QuotaStoreTests {
     @Test func readingsAndFailures() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-quota-\(UUID().uuidString)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fleet-quota-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(path: dir.appendingPathComponent("fleet.db").path)
@@ -118,7 +127,8 @@ import Testing
             pct: 35, resetsAt: checked.addingTimeInterval(600), checkedAt: checked, source: "anthropic",
             detail: "5h 35% left")
         try store.recordQuota(reading)
-        try store.recordQuotaFailure(at: checked.addingTimeInterval(60), source: "anthropic", error: "HTTP 529: overloaded")
+        try store.recordQuotaFailure(
+            at: checked.addingTimeInterval(60), source: "anthropic", error: "HTTP 529: overloaded")
 
         // A failure keeps the reading as it was.
         #expect(try store.latestQuota() == reading)

@@ -34,40 +34,61 @@ import Testing
     static let cases: [Case] = [
         Case(name: "above the floor", reading: reading(35), floor: 20),
         Case(name: "at the floor", reading: reading(20), floor: 20),
-        Case(name: "below the floor: until the reset plus 5 s", reading: reading(35), floor: 50,
-             standbyFor: 1805, reason: "quota 35% < floor 50% until the reset"),
-        Case(name: "below the floor: capped by sleep_cap", reading: reading(35, resetIn: 4 * 3600), floor: 50,
-             standbyFor: 3600, reason: "quota 35% < floor 50%"),
-        Case(name: "below the floor, no reset known: look again after an interval", reading: reading(10, resetIn: nil), floor: 20,
-             standbyFor: 300, reason: "no reset time known"),
-        Case(name: "below the floor, reset passed: ask for a new reading", reading: reading(35, age: 60, resetIn: -30), floor: 50,
-             standbyFor: 300, reason: "waiting for a new reading", fresh: true),
-        Case(name: "reset passed but above the floor: open", reading: reading(35, age: 60, resetIn: -30), floor: 20),
-        Case(name: "within the 5 s margin the standby goes on", reading: reading(35, resetIn: -2), floor: 50,
-             standbyFor: 3, reason: "until the reset"),
+        Case(
+            name: "below the floor: until the reset plus 5 s", reading: reading(35), floor: 50,
+            standbyFor: 1805, reason: "quota 35% < floor 50% until the reset"),
+        Case(
+            name: "below the floor: capped by sleep_cap", reading: reading(35, resetIn: 4 * 3600), floor: 50,
+            standbyFor: 3600, reason: "quota 35% < floor 50%"),
+        Case(
+            name: "below the floor, no reset known: look again after an interval",
+            reading: reading(10, resetIn: nil), floor: 20,
+            standbyFor: 300, reason: "no reset time known"),
+        Case(
+            name: "below the floor, reset passed: ask for a new reading",
+            reading: reading(35, age: 60, resetIn: -30), floor: 50,
+            standbyFor: 300, reason: "waiting for a new reading", fresh: true),
+        Case(
+            name: "reset passed but above the floor: open", reading: reading(35, age: 60, resetIn: -30),
+            floor: 20),
+        Case(
+            name: "within the 5 s margin the standby goes on", reading: reading(35, resetIn: -2), floor: 50,
+            standbyFor: 3, reason: "until the reset"),
         Case(name: "no reading yet", reading: nil, floor: 0, standbyFor: 300, reason: "no quota reading yet"),
-        Case(name: "no reading yet, with the probe's error", reading: nil, floor: 0, lastError: "HTTP 401: bad key",
-             standbyFor: 300, reason: "last probe error: HTTP 401: bad key"),
-        Case(name: "stale reading: fail safe even above the floor", reading: reading(90, age: 901), floor: 20,
-             lastError: "timed out", standbyFor: 300, reason: "quota reading is 15m1s old (max_age 15m); last probe error: timed out"),
+        Case(
+            name: "no reading yet, with the probe's error", reading: nil, floor: 0,
+            lastError: "HTTP 401: bad key",
+            standbyFor: 300, reason: "last probe error: HTTP 401: bad key"),
+        Case(
+            name: "stale reading: fail safe even above the floor", reading: reading(90, age: 901), floor: 20,
+            lastError: "timed out", standbyFor: 300,
+            reason: "quota reading is 15m1s old (max_age 15m); last probe error: timed out"),
         Case(name: "old but within max_age", reading: reading(90, age: 899), floor: 20),
-        Case(name: "probe off: never stale, never below", reading: nil, floor: 90,
-             policy: QuotaPolicy(isProbing: false, interval: 300, maxAge: 900, sleepCap: 3600)),
-        Case(name: "jobs cap not reached", reading: reading(90), floor: 20,
-             policy: QuotaPolicy(isProbing: true, interval: 300, maxAge: 900, sleepCap: 3600, jobsPerWindow: 3),
-             jobs: 2, windowEnd: now.addingTimeInterval(1000)),
-        Case(name: "jobs cap reached: until the window ends", reading: reading(90), floor: 20,
-             policy: QuotaPolicy(isProbing: true, interval: 300, maxAge: 900, sleepCap: 3600, jobsPerWindow: 3),
-             jobs: 3, windowEnd: now.addingTimeInterval(1000), standbyFor: 1005, reason: "3 jobs started this quota window (jobs_per_window 3)"),
-        Case(name: "jobs cap with the probe off", reading: nil, floor: 20,
-             policy: QuotaPolicy(isProbing: false, interval: 300, maxAge: 900, sleepCap: 60, jobsPerWindow: 1),
-             jobs: 1, windowEnd: now.addingTimeInterval(1000), standbyFor: 60, reason: "jobs_per_window 1"),
+        Case(
+            name: "probe off: never stale, never below", reading: nil, floor: 90,
+            policy: QuotaPolicy(isProbing: false, interval: 300, maxAge: 900, sleepCap: 3600)),
+        Case(
+            name: "jobs cap not reached", reading: reading(90), floor: 20,
+            policy: QuotaPolicy(
+                isProbing: true, interval: 300, maxAge: 900, sleepCap: 3600, jobsPerWindow: 3),
+            jobs: 2, windowEnd: now.addingTimeInterval(1000)),
+        Case(
+            name: "jobs cap reached: until the window ends", reading: reading(90), floor: 20,
+            policy: QuotaPolicy(
+                isProbing: true, interval: 300, maxAge: 900, sleepCap: 3600, jobsPerWindow: 3),
+            jobs: 3, windowEnd: now.addingTimeInterval(1000), standbyFor: 1005,
+            reason: "3 jobs started this quota window (jobs_per_window 3)"),
+        Case(
+            name: "jobs cap with the probe off", reading: nil, floor: 20,
+            policy: QuotaPolicy(isProbing: false, interval: 300, maxAge: 900, sleepCap: 60, jobsPerWindow: 1),
+            jobs: 1, windowEnd: now.addingTimeInterval(1000), standbyFor: 60, reason: "jobs_per_window 1"),
     ]
 
     @Test(arguments: cases)
     func decide(_ c: Case) {
         let decision = QuotaGate.decide(
-            reading: c.reading, lastError: c.lastError, floor: c.floor, jobsInWindow: c.jobs, windowEnd: c.windowEnd,
+            reading: c.reading, lastError: c.lastError, floor: c.floor, jobsInWindow: c.jobs,
+            windowEnd: c.windowEnd,
             policy: c.policy, now: Self.now)
         switch decision {
         case .open:
@@ -110,14 +131,16 @@ import Testing
 /// The old probe script's JSON, and what is not a reading.
 @Suite struct QuotaCommandOutputTests {
     @Test func theOldScriptsJSON() throws {
-        let m = try QuotaCommandOutput.parse(#"{"remaining":35000,"limit":100000,"pct":35,"reset_at_iso":"2026-12-04T21:00:00Z"}"# + "\n")
+        let m = try QuotaCommandOutput.parse(
+            #"{"remaining":35000,"limit":100000,"pct":35,"reset_at_iso":"2026-12-04T21:00:00Z"}"# + "\n")
         #expect(m.pct == 35)
         #expect(m.resetsAt == Timestamp.parse("2026-12-04T21:00:00Z"))
         #expect(m.detail.contains("35000 of 100000"))
     }
 
     @Test func logLinesBeforeTheJSONAndExtraKeys() throws {
-        let m = try QuotaCommandOutput.parse("probing...\n{\"pct\": 72.9, \"reset_at_iso\": null, \"model\": \"x\"}\n")
+        let m = try QuotaCommandOutput.parse(
+            "probing...\n{\"pct\": 72.9, \"reset_at_iso\": null, \"model\": \"x\"}\n")
         #expect(m.pct == 72)
         #expect(m.resetsAt == nil)
     }
@@ -130,7 +153,10 @@ import Testing
         ("{\"pct\": \"35\"}", "pct: \"35\" is not a number from 0 to 100"),
         ("{\"pct\": 135}", "is not a number from 0 to 100"),
         ("{\"pct\": -1}", "is not a number from 0 to 100"),
-        ("{\"pct\": 35, \"reset_at_iso\": \"in an hour\"}", "reset_at_iso: \"in an hour\" is not an ISO-8601 time"),
+        (
+            "{\"pct\": 35, \"reset_at_iso\": \"in an hour\"}",
+            "reset_at_iso: \"in an hour\" is not an ISO-8601 time"
+        ),
         ("{\"pct\": 35, \"reset_at_iso\": 1796400000}", "reset_at_iso: 1796400000 is not an ISO-8601 time"),
     ])
     func notAReading(_ output: String, _ message: String) {
@@ -168,17 +194,21 @@ import Testing
         #expect(!r.url.contains("secret"))
     }
 
-    static let error401 = Data(#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#.utf8)
-    static let error529 = Data(#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8)
+    static let error401 = Data(
+        #"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#.utf8)
+    static let error529 = Data(
+        #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8)
 
     @Test func answers() throws {
-        let ok = try AnthropicProbe.interpret(status: 200, headers: QuotaHeadersTests.apiKey, body: Data(), kind: .apiKey)
+        let ok = try AnthropicProbe.interpret(
+            status: 200, headers: QuotaHeadersTests.apiKey, body: Data(), kind: .apiKey)
         #expect(ok.pct == 35)
 
         // A 429 carries the reading that matters most.
         var rejected = QuotaHeadersTests.subscription
         rejected["anthropic-ratelimit-unified-status"] = "rejected"
-        #expect(try AnthropicProbe.interpret(status: 429, headers: rejected, body: Data(), kind: .oauth).pct == 0)
+        #expect(
+            try AnthropicProbe.interpret(status: 429, headers: rejected, body: Data(), kind: .oauth).pct == 0)
 
         #expect(throws: QuotaProbeError.headers(.missing("anthropic-ratelimit-tokens-remaining"))) {
             try AnthropicProbe.interpret(status: 200, headers: [:], body: Data(), kind: .apiKey)
@@ -187,13 +217,15 @@ import Testing
             try AnthropicProbe.interpret(status: 401, headers: [:], body: Self.error401, kind: .apiKey)
         } throws: { error in
             guard case .rejected(401, let message)? = error as? QuotaProbeError else { return false }
-            return message.contains("authentication_error: invalid x-api-key") && message.contains("credential_kind")
+            return message.contains("authentication_error: invalid x-api-key")
+                && message.contains("credential_kind")
         }
         #expect(throws: QuotaProbeError.http(status: 529, message: "overloaded_error: Overloaded")) {
             try AnthropicProbe.interpret(status: 529, headers: [:], body: Self.error529, kind: .oauth)
         }
         #expect(throws: QuotaProbeError.http(status: 502, message: "<html>bad gateway</html>")) {
-            try AnthropicProbe.interpret(status: 502, headers: [:], body: Data("<html>bad gateway</html>\n".utf8), kind: .oauth)
+            try AnthropicProbe.interpret(
+                status: 502, headers: [:], body: Data("<html>bad gateway</html>\n".utf8), kind: .oauth)
         }
         #expect {
             try AnthropicProbe.interpret(status: 429, headers: [:], body: Data(), kind: .oauth)

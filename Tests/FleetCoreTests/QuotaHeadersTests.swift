@@ -66,75 +66,138 @@ import Testing
 
     static let cases: [Case] = [
         // Subscription: the tighter window wins.
-        Case(name: "oauth: real set, 5h binds", kind: .oauth, headers: subscription, pct: 74, reset: 1789414200),
-        Case(name: "oauth: 7d tighter", kind: .oauth,
-             headers: unified(["5h-utilization": "0.10", "7d-utilization": "0.80"]), pct: 20, reset: 1789542000),
-        Case(name: "oauth: 35% left", kind: .oauth, headers: unified(["5h-utilization": "0.65"]), pct: 35, reset: 1789414200),
-        Case(name: "oauth: float noise never costs a point", kind: .oauth,
-             headers: unified(["5h-utilization": "0.29", "7d-utilization": "0.0"]), pct: 71, reset: 1789414200),
-        Case(name: "oauth: a fraction of a point used is a point", kind: .oauth,
-             headers: unified(["5h-utilization": "0.651"]), pct: 34, reset: 1789414200),
-        Case(name: "oauth: tie takes the later reset", kind: .oauth,
-             headers: unified(["5h-utilization": "0.5", "7d-utilization": "0.5"]), pct: 50, reset: 1789542000),
-        Case(name: "oauth: over the limit is 0", kind: .oauth,
-             headers: unified(["5h-utilization": "1.07", "status": "allowed_warning"]), pct: 0, reset: 1789414200),
-        Case(name: "oauth: rejected is 0 until the unified reset", kind: .oauth,
-             headers: unified(["5h-utilization": "0.98", "status": "rejected", "reset": "1789415000"]), pct: 0, reset: 1789415000),
-        Case(name: "oauth: only a 7d window", kind: .oauth,
-             headers: unified(["5h-utilization": nil, "5h-reset": nil, "5h-status": nil]), pct: 94, reset: 1789542000),
-        Case(name: "oauth: no status header", kind: .oauth, headers: unified(["status": nil]), pct: 74, reset: 1789414200),
-        Case(name: "oauth: fractional reset seconds", kind: .oauth,
-             headers: unified(["5h-reset": "1789414200.5"]), pct: 74, reset: 1789414200.5),
+        Case(
+            name: "oauth: real set, 5h binds", kind: .oauth, headers: subscription, pct: 74, reset: 1789414200
+        ),
+        Case(
+            name: "oauth: 7d tighter", kind: .oauth,
+            headers: unified(["5h-utilization": "0.10", "7d-utilization": "0.80"]), pct: 20, reset: 1789542000
+        ),
+        Case(
+            name: "oauth: 35% left", kind: .oauth, headers: unified(["5h-utilization": "0.65"]), pct: 35,
+            reset: 1789414200),
+        Case(
+            name: "oauth: float noise never costs a point", kind: .oauth,
+            headers: unified(["5h-utilization": "0.29", "7d-utilization": "0.0"]), pct: 71, reset: 1789414200),
+        Case(
+            name: "oauth: a fraction of a point used is a point", kind: .oauth,
+            headers: unified(["5h-utilization": "0.651"]), pct: 34, reset: 1789414200),
+        Case(
+            name: "oauth: tie takes the later reset", kind: .oauth,
+            headers: unified(["5h-utilization": "0.5", "7d-utilization": "0.5"]), pct: 50, reset: 1789542000),
+        Case(
+            name: "oauth: over the limit is 0", kind: .oauth,
+            headers: unified(["5h-utilization": "1.07", "status": "allowed_warning"]), pct: 0,
+            reset: 1789414200),
+        Case(
+            name: "oauth: rejected is 0 until the unified reset", kind: .oauth,
+            headers: unified(["5h-utilization": "0.98", "status": "rejected", "reset": "1789415000"]), pct: 0,
+            reset: 1789415000),
+        Case(
+            name: "oauth: only a 7d window", kind: .oauth,
+            headers: unified(["5h-utilization": nil, "5h-reset": nil, "5h-status": nil]), pct: 94,
+            reset: 1789542000),
+        Case(
+            name: "oauth: no status header", kind: .oauth, headers: unified(["status": nil]), pct: 74,
+            reset: 1789414200),
+        Case(
+            name: "oauth: fractional reset seconds", kind: .oauth,
+            headers: unified(["5h-reset": "1789414200.5"]), pct: 74, reset: 1789414200.5),
 
         // Subscription: partial, missing, malformed.
-        Case(name: "oauth: 5h utilisation without its reset", kind: .oauth, headers: unified(["5h-reset": nil]),
-             error: .missing("anthropic-ratelimit-unified-5h-reset")),
-        Case(name: "oauth: 7d reset without its utilisation", kind: .oauth, headers: unified(["7d-utilization": nil]),
-             error: .missing("anthropic-ratelimit-unified-7d-utilization")),
-        Case(name: "oauth: no windows at all", kind: .oauth,
-             headers: ["anthropic-ratelimit-unified-status": "allowed", "request-id": "req_1"],
-             error: .missing("anthropic-ratelimit-unified-5h-utilization")),
-        Case(name: "oauth: API-key headers only", kind: .oauth, headers: apiKey,
-             error: .missing("anthropic-ratelimit-unified-5h-utilization")),
-        Case(name: "oauth: utilisation not a number", kind: .oauth, headers: unified(["5h-utilization": "26%"]),
-             error: .malformed("anthropic-ratelimit-unified-5h-utilization", value: "26%", expected: "a utilisation fraction like 0.35")),
-        Case(name: "oauth: negative utilisation", kind: .oauth, headers: unified(["7d-utilization": "-0.1"]),
-             error: .malformed("anthropic-ratelimit-unified-7d-utilization", value: "-0.1", expected: "a utilisation fraction like 0.35")),
-        Case(name: "oauth: NaN utilisation", kind: .oauth, headers: unified(["5h-utilization": "nan"]),
-             error: .malformed("anthropic-ratelimit-unified-5h-utilization", value: "nan", expected: "a utilisation fraction like 0.35")),
-        Case(name: "oauth: reset as a date, not Unix seconds", kind: .oauth,
-             headers: unified(["5h-reset": "2026-12-04T20:00:00Z"]),
-             error: .malformed("anthropic-ratelimit-unified-5h-reset", value: "2026-12-04T20:00:00Z", expected: "a Unix time in seconds")),
-        Case(name: "oauth: reset zero", kind: .oauth, headers: unified(["7d-reset": "0"]),
-             error: .malformed("anthropic-ratelimit-unified-7d-reset", value: "0", expected: "a Unix time in seconds")),
-        Case(name: "oauth: unknown status", kind: .oauth, headers: unified(["status": "throttled"]),
-             error: .malformed("anthropic-ratelimit-unified-status", value: "throttled", expected: "one of allowed, allowed_warning, rejected")),
-        Case(name: "oauth: rejected with a bad unified reset", kind: .oauth,
-             headers: unified(["status": "rejected", "reset": "later"]),
-             error: .malformed("anthropic-ratelimit-unified-reset", value: "later", expected: "a Unix time in seconds")),
+        Case(
+            name: "oauth: 5h utilisation without its reset", kind: .oauth,
+            headers: unified(["5h-reset": nil]),
+            error: .missing("anthropic-ratelimit-unified-5h-reset")),
+        Case(
+            name: "oauth: 7d reset without its utilisation", kind: .oauth,
+            headers: unified(["7d-utilization": nil]),
+            error: .missing("anthropic-ratelimit-unified-7d-utilization")),
+        Case(
+            name: "oauth: no windows at all", kind: .oauth,
+            headers: ["anthropic-ratelimit-unified-status": "allowed", "request-id": "req_1"],
+            error: .missing("anthropic-ratelimit-unified-5h-utilization")),
+        Case(
+            name: "oauth: API-key headers only", kind: .oauth, headers: apiKey,
+            error: .missing("anthropic-ratelimit-unified-5h-utilization")),
+        Case(
+            name: "oauth: utilisation not a number", kind: .oauth,
+            headers: unified(["5h-utilization": "26%"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-5h-utilization", value: "26%",
+                expected: "a utilisation fraction like 0.35")),
+        Case(
+            name: "oauth: negative utilisation", kind: .oauth, headers: unified(["7d-utilization": "-0.1"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-7d-utilization", value: "-0.1",
+                expected: "a utilisation fraction like 0.35")),
+        Case(
+            name: "oauth: NaN utilisation", kind: .oauth, headers: unified(["5h-utilization": "nan"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-5h-utilization", value: "nan",
+                expected: "a utilisation fraction like 0.35")),
+        Case(
+            name: "oauth: reset as a date, not Unix seconds", kind: .oauth,
+            headers: unified(["5h-reset": "2026-12-04T20:00:00Z"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-5h-reset", value: "2026-12-04T20:00:00Z",
+                expected: "a Unix time in seconds")),
+        Case(
+            name: "oauth: reset zero", kind: .oauth, headers: unified(["7d-reset": "0"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-7d-reset", value: "0", expected: "a Unix time in seconds")),
+        Case(
+            name: "oauth: unknown status", kind: .oauth, headers: unified(["status": "throttled"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-status", value: "throttled",
+                expected: "one of allowed, allowed_warning, rejected")),
+        Case(
+            name: "oauth: rejected with a bad unified reset", kind: .oauth,
+            headers: unified(["status": "rejected", "reset": "later"]),
+            error: .malformed(
+                "anthropic-ratelimit-unified-reset", value: "later", expected: "a Unix time in seconds")),
 
         // API keys.
         Case(name: "api key: real set", kind: .apiKey, headers: apiKey, pct: 35, reset: 1796401201),
-        Case(name: "api key: full", kind: .apiKey, headers: tokens(["remaining": "40000"]), pct: 100, reset: 1796401201),
-        Case(name: "api key: empty", kind: .apiKey, headers: tokens(["remaining": "0"]), pct: 0, reset: 1796401201),
-        Case(name: "api key: rounds down", kind: .apiKey, headers: tokens(["remaining": "39999"]), pct: 99, reset: 1796401201),
-        Case(name: "api key: more than the limit is 100", kind: .apiKey, headers: tokens(["remaining": "50000"]), pct: 100, reset: 1796401201),
-        Case(name: "api key: fractional-second reset", kind: .apiKey,
-             headers: tokens(["reset": "2026-12-04T16:20:01.250Z"]), pct: 35, reset: 1796401201.25),
-        Case(name: "api key: missing remaining", kind: .apiKey, headers: tokens(["remaining": nil]),
-             error: .missing("anthropic-ratelimit-tokens-remaining")),
-        Case(name: "api key: missing limit", kind: .apiKey, headers: tokens(["limit": nil]),
-             error: .missing("anthropic-ratelimit-tokens-limit")),
-        Case(name: "api key: missing reset", kind: .apiKey, headers: tokens(["reset": nil]),
-             error: .missing("anthropic-ratelimit-tokens-reset")),
-        Case(name: "api key: subscription headers only", kind: .apiKey, headers: subscription,
-             error: .missing("anthropic-ratelimit-tokens-remaining")),
-        Case(name: "api key: rounded remaining", kind: .apiKey, headers: tokens(["remaining": "14k"]),
-             error: .malformed("anthropic-ratelimit-tokens-remaining", value: "14k", expected: "a whole number of tokens")),
-        Case(name: "api key: zero limit", kind: .apiKey, headers: tokens(["limit": "0"]),
-             error: .malformed("anthropic-ratelimit-tokens-limit", value: "0", expected: "a whole number of tokens above 0")),
-        Case(name: "api key: reset in Unix seconds", kind: .apiKey, headers: tokens(["reset": "1796401201"]),
-             error: .malformed("anthropic-ratelimit-tokens-reset", value: "1796401201", expected: "an RFC 3339 time")),
+        Case(
+            name: "api key: full", kind: .apiKey, headers: tokens(["remaining": "40000"]), pct: 100,
+            reset: 1796401201),
+        Case(
+            name: "api key: empty", kind: .apiKey, headers: tokens(["remaining": "0"]), pct: 0,
+            reset: 1796401201),
+        Case(
+            name: "api key: rounds down", kind: .apiKey, headers: tokens(["remaining": "39999"]), pct: 99,
+            reset: 1796401201),
+        Case(
+            name: "api key: more than the limit is 100", kind: .apiKey,
+            headers: tokens(["remaining": "50000"]), pct: 100, reset: 1796401201),
+        Case(
+            name: "api key: fractional-second reset", kind: .apiKey,
+            headers: tokens(["reset": "2026-12-04T16:20:01.250Z"]), pct: 35, reset: 1796401201.25),
+        Case(
+            name: "api key: missing remaining", kind: .apiKey, headers: tokens(["remaining": nil]),
+            error: .missing("anthropic-ratelimit-tokens-remaining")),
+        Case(
+            name: "api key: missing limit", kind: .apiKey, headers: tokens(["limit": nil]),
+            error: .missing("anthropic-ratelimit-tokens-limit")),
+        Case(
+            name: "api key: missing reset", kind: .apiKey, headers: tokens(["reset": nil]),
+            error: .missing("anthropic-ratelimit-tokens-reset")),
+        Case(
+            name: "api key: subscription headers only", kind: .apiKey, headers: subscription,
+            error: .missing("anthropic-ratelimit-tokens-remaining")),
+        Case(
+            name: "api key: rounded remaining", kind: .apiKey, headers: tokens(["remaining": "14k"]),
+            error: .malformed(
+                "anthropic-ratelimit-tokens-remaining", value: "14k", expected: "a whole number of tokens")),
+        Case(
+            name: "api key: zero limit", kind: .apiKey, headers: tokens(["limit": "0"]),
+            error: .malformed(
+                "anthropic-ratelimit-tokens-limit", value: "0", expected: "a whole number of tokens above 0")),
+        Case(
+            name: "api key: reset in Unix seconds", kind: .apiKey, headers: tokens(["reset": "1796401201"]),
+            error: .malformed(
+                "anthropic-ratelimit-tokens-reset", value: "1796401201", expected: "an RFC 3339 time")),
     ]
 
     @Test(arguments: cases)
@@ -151,9 +214,14 @@ import Testing
     }
 
     @Test func errorsNameTheHeader() {
-        #expect("\(QuotaHeaderError.missing("anthropic-ratelimit-unified-5h-reset"))" == "header anthropic-ratelimit-unified-5h-reset is missing")
-        let e = QuotaHeaderError.malformed("anthropic-ratelimit-tokens-limit", value: "0", expected: "a whole number of tokens above 0")
-        #expect("\(e)" == "header anthropic-ratelimit-tokens-limit: \"0\" is not a whole number of tokens above 0")
+        #expect(
+            "\(QuotaHeaderError.missing("anthropic-ratelimit-unified-5h-reset"))"
+                == "header anthropic-ratelimit-unified-5h-reset is missing")
+        let e = QuotaHeaderError.malformed(
+            "anthropic-ratelimit-tokens-limit", value: "0", expected: "a whole number of tokens above 0")
+        #expect(
+            "\(e)" == "header anthropic-ratelimit-tokens-limit: \"0\" is not a whole number of tokens above 0"
+        )
     }
 
     @Test func detailShowsEveryWindow() throws {

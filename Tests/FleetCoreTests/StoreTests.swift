@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct StoreTests {
     func tempDB() -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-store-\(UUID().uuidString)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fleet-store-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir.appendingPathComponent("fleet.db").path
     }
@@ -14,7 +15,8 @@ import Testing
         let path = tempDB()
         let store = try Store(path: path)
         try store.syncSlots(["a", "b"], floors: ["a": 20])
-        try store.recordClaim(slot: "a", jobId: "job1", kind: "IDEA_GRILL", worktree: nil, branch: nil, at: Date())
+        try store.recordClaim(
+            slot: "a", jobId: "job1", kind: "IDEA_GRILL", worktree: nil, branch: nil, at: Date())
 
         var a = try #require(try store.slots().first { $0.name == "a" })
         #expect(a.state == .busy)
@@ -22,7 +24,8 @@ import Testing
         #expect(a.quotaFloor == 20)
         #expect(try store.runningJobs().map(\.id) == ["job1"])
 
-        try store.finishJob(slot: "a", jobId: "job1", outcome: "done", error: nil, at: Date(), nextState: .idle)
+        try store.finishJob(
+            slot: "a", jobId: "job1", outcome: "done", error: nil, at: Date(), nextState: .idle)
         a = try #require(try store.slots().first { $0.name == "a" })
         #expect(a.state == .idle)
         #expect(a.jobId == nil)

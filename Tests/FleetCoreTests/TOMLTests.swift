@@ -86,36 +86,48 @@ struct TOMLInvalidCase: Sendable, CustomTestStringConvertible {
 
 private let validCases: [TOMLValidCase] = [
     // Strings
-    TOMLValidCase("basic escapes", #"s = "a\"b\\c\nd\te\rf\bg\fh""#, "s",
-                  .string("a\"b\\c\nd\te\rf\u{08}g\u{0C}h")),
+    TOMLValidCase(
+        "basic escapes", #"s = "a\"b\\c\nd\te\rf\bg\fh""#, "s",
+        .string("a\"b\\c\nd\te\rf\u{08}g\u{0C}h")),
     TOMLValidCase("unicode escapes", #"s = "caf\u00E9 \U0001F680""#, "s", .string("café 🚀")),
     TOMLValidCase("raw unicode", "s = \"naïve ✓ 日本語 🚀\"", "s", .string("naïve ✓ 日本語 🚀")),
     TOMLValidCase("tab in string", "s = \"a\tb\"", "s", .string("a\tb")),
-    TOMLValidCase("hash inside string", #"s = "a # not a comment" # a comment"#, "s",
-                  .string("a # not a comment")),
+    TOMLValidCase(
+        "hash inside string", #"s = "a # not a comment" # a comment"#, "s",
+        .string("a # not a comment")),
     TOMLValidCase("empty basic string", #"s = """#, "s", .string("")),
-    TOMLValidCase("literal string", #"s = 'C:\Users\fleet "x"'"#, "s",
-                  .string(#"C:\Users\fleet "x""#)),
+    TOMLValidCase(
+        "literal string", #"s = 'C:\Users\fleet "x"'"#, "s",
+        .string(#"C:\Users\fleet "x""#)),
     TOMLValidCase("empty literal string", "s = ''", "s", .string("")),
-    TOMLValidCase("multi-line basic trims first newline", "s = \"\"\"\nline1\nline2\"\"\"", "s",
-                  .string("line1\nline2")),
-    TOMLValidCase("multi-line basic keeps later newlines", "s = \"\"\"\n\na\n\"\"\"", "s",
-                  .string("\na\n")),
-    TOMLValidCase("multi-line basic on one line", #"s = """one "two" three""""#, "s",
-                  .string(#"one "two" three"#)),
-    TOMLValidCase("multi-line basic quotes before close", "s = \"\"\"a \"\"b\"\" c\"\"\"\"\"",
-                  "s", .string(#"a ""b"" c"""#)),
-    TOMLValidCase("multi-line basic line-ending backslash",
-                  "s = \"\"\"\nThe quick \\   \n\n    brown \\\n  fox\"\"\"", "s",
-                  .string("The quick brown fox")),
-    TOMLValidCase("multi-line basic escapes", "s = \"\"\"\ntab\\there\\u00E9\"\"\"", "s",
-                  .string("tab\there\u{E9}")),
-    TOMLValidCase("multi-line literal", "s = '''\nraw \\n here\n'''", "s",
-                  .string("raw \\n here\n")),
-    TOMLValidCase("multi-line literal quotes", "s = '''it's ''fine'''''", "s",
-                  .string("it's ''fine''")),
-    TOMLValidCase("multi-line string with CRLF", "s = \"\"\"\r\na\r\nb\"\"\"\r\n", "s",
-                  .string("a\nb")),
+    TOMLValidCase(
+        "multi-line basic trims first newline", "s = \"\"\"\nline1\nline2\"\"\"", "s",
+        .string("line1\nline2")),
+    TOMLValidCase(
+        "multi-line basic keeps later newlines", "s = \"\"\"\n\na\n\"\"\"", "s",
+        .string("\na\n")),
+    TOMLValidCase(
+        "multi-line basic on one line", #"s = """one "two" three""""#, "s",
+        .string(#"one "two" three"#)),
+    TOMLValidCase(
+        "multi-line basic quotes before close", "s = \"\"\"a \"\"b\"\" c\"\"\"\"\"",
+        "s", .string(#"a ""b"" c"""#)),
+    TOMLValidCase(
+        "multi-line basic line-ending backslash",
+        "s = \"\"\"\nThe quick \\   \n\n    brown \\\n  fox\"\"\"", "s",
+        .string("The quick brown fox")),
+    TOMLValidCase(
+        "multi-line basic escapes", "s = \"\"\"\ntab\\there\\u00E9\"\"\"", "s",
+        .string("tab\there\u{E9}")),
+    TOMLValidCase(
+        "multi-line literal", "s = '''\nraw \\n here\n'''", "s",
+        .string("raw \\n here\n")),
+    TOMLValidCase(
+        "multi-line literal quotes", "s = '''it's ''fine'''''", "s",
+        .string("it's ''fine''")),
+    TOMLValidCase(
+        "multi-line string with CRLF", "s = \"\"\"\r\na\r\nb\"\"\"\r\n", "s",
+        .string("a\nb")),
 
     // Integers
     TOMLValidCase("integer", "i = 42", "i", .integer(42)),
@@ -148,15 +160,19 @@ private let validCases: [TOMLValidCase] = [
     // Arrays
     TOMLValidCase("array", "a = [1, 2, 3]", "a", .array([.integer(1), .integer(2), .integer(3)])),
     TOMLValidCase("empty array", "a = [ ]", "a", .array([])),
-    TOMLValidCase("nested arrays", #"a = [[1, 2], ["x"], []]"#, "a",
-                  .array([.array([.integer(1), .integer(2)]), .array([.string("x")]), .array([])])),
-    TOMLValidCase("mixed array", #"a = [1, "two", 3.0, true]"#, "a",
-                  .array([.integer(1), .string("two"), .float(3), .boolean(true)])),
-    TOMLValidCase("multi-line array with comments and trailing comma",
-                  "a = [ # open\n  \"x\", # first\n\n  # alone\n  \"y\",\n]\nb = 1", "a",
-                  .array([.string("x"), .string("y")])),
-    TOMLValidCase("key after multi-line array", "a = [\n  1,\n  2,\n]\nb = 1", "b", .integer(1),
-                  line: 5),
+    TOMLValidCase(
+        "nested arrays", #"a = [[1, 2], ["x"], []]"#, "a",
+        .array([.array([.integer(1), .integer(2)]), .array([.string("x")]), .array([])])),
+    TOMLValidCase(
+        "mixed array", #"a = [1, "two", 3.0, true]"#, "a",
+        .array([.integer(1), .string("two"), .float(3), .boolean(true)])),
+    TOMLValidCase(
+        "multi-line array with comments and trailing comma",
+        "a = [ # open\n  \"x\", # first\n\n  # alone\n  \"y\",\n]\nb = 1", "a",
+        .array([.string("x"), .string("y")])),
+    TOMLValidCase(
+        "key after multi-line array", "a = [\n  1,\n  2,\n]\nb = 1", "b", .integer(1),
+        line: 5),
     TOMLValidCase("array of inline tables", "a = [{ x = 1 }, { x = 2 }]", "a/1/x", .integer(2)),
 
     // Inline tables
@@ -175,87 +191,115 @@ private let validCases: [TOMLValidCase] = [
     TOMLValidCase("dash and underscore key", "key-with_dash = 1", "key-with_dash", .integer(1)),
     TOMLValidCase("dotted key", "a.b.c = 1", "a/b/c", .integer(1)),
     TOMLValidCase("dotted key with spaces", "a . b = 1", "a/b", .integer(1)),
-    TOMLValidCase("dotted key with quoted part", #"site."google.com" = true"#, "site/google.com",
-                  .boolean(true)),
-    TOMLValidCase("dotted keys extend each other", "a.b = 1\na.c = 2", "a/c", .integer(2),
-                  line: 2),
+    TOMLValidCase(
+        "dotted key with quoted part", #"site."google.com" = true"#, "site/google.com",
+        .boolean(true)),
+    TOMLValidCase(
+        "dotted keys extend each other", "a.b = 1\na.c = 2", "a/c", .integer(2),
+        line: 2),
 
     // Headers
     TOMLValidCase("table header", "[a.b]\nc = 1", "a/b/c", .integer(1), line: 2),
-    TOMLValidCase("header with spaces and quotes", "[ a . \"b c\" ]\nd = 1", "a/b c/d",
-                  .integer(1)),
-    TOMLValidCase("implicit table defined later", "[a.b]\nx = 1\n[a]\ny = 2", "a/y", .integer(2),
-                  line: 4),
-    TOMLValidCase("sub-table of a dotted table",
-                  "[fruit]\napple.color = \"red\"\n[fruit.apple.texture]\nsmooth = true",
-                  "fruit/apple/texture/smooth", .boolean(true), line: 4),
+    TOMLValidCase(
+        "header with spaces and quotes", "[ a . \"b c\" ]\nd = 1", "a/b c/d",
+        .integer(1)),
+    TOMLValidCase(
+        "implicit table defined later", "[a.b]\nx = 1\n[a]\ny = 2", "a/y", .integer(2),
+        line: 4),
+    TOMLValidCase(
+        "sub-table of a dotted table",
+        "[fruit]\napple.color = \"red\"\n[fruit.apple.texture]\nsmooth = true",
+        "fruit/apple/texture/smooth", .boolean(true), line: 4),
     TOMLValidCase("header comment", "[a] # the a table\nx = 1", "a/x", .integer(1)),
     TOMLValidCase("array of tables", "[[p]]\nx = 1\n[[p]]\nx = 2", "p/1/x", .integer(2), line: 4),
-    TOMLValidCase("sub-table of last array element", "[[p]]\n[[p]]\n[p.q]\nx = 1", "p/1/q/x",
-                  .integer(1)),
-    TOMLValidCase("nested array of tables", "[[p]]\n[[p.q]]\nx = 1\n[[p.q]]\nx = 2", "p/0/q/1/x",
-                  .integer(2), line: 5),
+    TOMLValidCase(
+        "sub-table of last array element", "[[p]]\n[[p]]\n[p.q]\nx = 1", "p/1/q/x",
+        .integer(1)),
+    TOMLValidCase(
+        "nested array of tables", "[[p]]\n[[p.q]]\nx = 1\n[[p.q]]\nx = 2", "p/0/q/1/x",
+        .integer(2), line: 5),
 
     // Layout
-    TOMLValidCase("comment-only lines", "# head\n\n   # indented\na = 1 # tail", "a", .integer(1),
-                  line: 4),
+    TOMLValidCase(
+        "comment-only lines", "# head\n\n   # indented\na = 1 # tail", "a", .integer(1),
+        line: 4),
     TOMLValidCase("indented keys", "  \ta = 1", "a", .integer(1)),
     TOMLValidCase("byte order mark", "\u{FEFF}a = 1", "a", .integer(1)),
-    TOMLValidCase("CRLF line endings", "a = 1\r\n\r\nb = \"x\" # c\r\n", "b", .string("x"),
-                  line: 3),
+    TOMLValidCase(
+        "CRLF line endings", "a = 1\r\n\r\nb = \"x\" # c\r\n", "b", .string("x"),
+        line: 3),
     TOMLValidCase("no trailing newline", "a = 1", "a", .integer(1), line: 1),
 ]
 
 private let invalidCases: [TOMLInvalidCase] = [
     // Duplicates and redefinitions
     TOMLInvalidCase("duplicate key", "name = 1\nname = 2", line: 2, "duplicate key 'name'"),
-    TOMLInvalidCase("duplicate key names first line", "a = 1\n\na = 2", line: 3,
-                    "first defined on line 1"),
-    TOMLInvalidCase("duplicate quoted and bare key", "a = 1\n\"a\" = 2", line: 2,
-                    "duplicate key 'a'"),
+    TOMLInvalidCase(
+        "duplicate key names first line", "a = 1\n\na = 2", line: 3,
+        "first defined on line 1"),
+    TOMLInvalidCase(
+        "duplicate quoted and bare key", "a = 1\n\"a\" = 2", line: 2,
+        "duplicate key 'a'"),
     TOMLInvalidCase("duplicate dotted key", "a.b = 1\na.b = 2", line: 2, "duplicate key 'a.b'"),
-    TOMLInvalidCase("duplicate in inline table", "t = { a = 1, a = 2 }", line: 1,
-                    "duplicate key 'a'"),
-    TOMLInvalidCase("duplicate in array of tables element",
-                    "[[slot]]\nname = 'a'\n[[slot]]\nname = 'b'\nname = 'c'", line: 5,
-                    "duplicate key 'name'"),
-    TOMLInvalidCase("redefined table", "[a]\nx = 1\n\n[a]", line: 4,
-                    "table 'a' is already defined on line 1"),
-    TOMLInvalidCase("redefined dotted table by header", "[a]\nb.c = 1\n[a.b]", line: 3,
-                    "table 'a.b' is already defined"),
-    TOMLInvalidCase("dotted keys into header table", "[a.b]\nx = 1\n[a]\nb.y = 2", line: 4,
-                    "dotted keys cannot extend it"),
-    TOMLInvalidCase("key assigned where a table exists", "[a.b]\nx = 1\n[a]\nb = 2", line: 4,
-                    "key 'b' is already defined as a table on line 1"),
-    TOMLInvalidCase("key assigned where dotted table exists", "a.b = 1\na = 2", line: 2,
-                    "key 'a' is already defined as a table"),
+    TOMLInvalidCase(
+        "duplicate in inline table", "t = { a = 1, a = 2 }", line: 1,
+        "duplicate key 'a'"),
+    TOMLInvalidCase(
+        "duplicate in array of tables element",
+        "[[slot]]\nname = 'a'\n[[slot]]\nname = 'b'\nname = 'c'", line: 5,
+        "duplicate key 'name'"),
+    TOMLInvalidCase(
+        "redefined table", "[a]\nx = 1\n\n[a]", line: 4,
+        "table 'a' is already defined on line 1"),
+    TOMLInvalidCase(
+        "redefined dotted table by header", "[a]\nb.c = 1\n[a.b]", line: 3,
+        "table 'a.b' is already defined"),
+    TOMLInvalidCase(
+        "dotted keys into header table", "[a.b]\nx = 1\n[a]\nb.y = 2", line: 4,
+        "dotted keys cannot extend it"),
+    TOMLInvalidCase(
+        "key assigned where a table exists", "[a.b]\nx = 1\n[a]\nb = 2", line: 4,
+        "key 'b' is already defined as a table on line 1"),
+    TOMLInvalidCase(
+        "key assigned where dotted table exists", "a.b = 1\na = 2", line: 2,
+        "key 'a' is already defined as a table"),
     TOMLInvalidCase("table over a value", "a = 1\n[a]", line: 2, "duplicate key 'a'"),
-    TOMLInvalidCase("dotted key through a value", "a = 1\na.b = 2", line: 2,
-                    "key 'a' (line 1) is a value, not a table"),
+    TOMLInvalidCase(
+        "dotted key through a value", "a = 1\na.b = 2", line: 2,
+        "key 'a' (line 1) is a value, not a table"),
     TOMLInvalidCase("header through a value", "a = 1\n[a.b]", line: 2, "is a value, not a table"),
-    TOMLInvalidCase("extend inline table with dotted key", "a = { b = 1 }\na.c = 2", line: 2,
-                    "inline table 'a' (line 1) cannot be extended"),
-    TOMLInvalidCase("extend inline table with header", "a = { b = 1 }\n[a.c]", line: 2,
-                    "cannot be extended"),
-    TOMLInvalidCase("array of tables over a table", "[a]\n[[a]]", line: 2,
-                    "already a table, not an array of tables"),
-    TOMLInvalidCase("table over an array of tables", "[[a]]\n[a]", line: 2,
-                    "already an array of tables"),
-    TOMLInvalidCase("array of tables over a static array", "a = [1]\n[[a]]", line: 2,
-                    "cannot append to the array 'a'"),
+    TOMLInvalidCase(
+        "extend inline table with dotted key", "a = { b = 1 }\na.c = 2", line: 2,
+        "inline table 'a' (line 1) cannot be extended"),
+    TOMLInvalidCase(
+        "extend inline table with header", "a = { b = 1 }\n[a.c]", line: 2,
+        "cannot be extended"),
+    TOMLInvalidCase(
+        "array of tables over a table", "[a]\n[[a]]", line: 2,
+        "already a table, not an array of tables"),
+    TOMLInvalidCase(
+        "table over an array of tables", "[[a]]\n[a]", line: 2,
+        "already an array of tables"),
+    TOMLInvalidCase(
+        "array of tables over a static array", "a = [1]\n[[a]]", line: 2,
+        "cannot append to the array 'a'"),
 
     // Strings
     TOMLInvalidCase("unterminated string", "a = \"abc\nb = 1", line: 1, "unterminated string"),
-    TOMLInvalidCase("unterminated string at end", "x = 1\na = \"abc", line: 2,
-                    "unterminated string"),
+    TOMLInvalidCase(
+        "unterminated string at end", "x = 1\na = \"abc", line: 2,
+        "unterminated string"),
     TOMLInvalidCase("unterminated literal string", "a = 'abc\n", line: 1, "unterminated string"),
-    TOMLInvalidCase("unterminated multi-line string", "x = 1\na = \"\"\"\nabc\n", line: 2,
-                    "unterminated multi-line string"),
-    TOMLInvalidCase("unterminated multi-line literal", "a = '''\nabc''\n", line: 1,
-                    "unterminated multi-line string"),
+    TOMLInvalidCase(
+        "unterminated multi-line string", "x = 1\na = \"\"\"\nabc\n", line: 2,
+        "unterminated multi-line string"),
+    TOMLInvalidCase(
+        "unterminated multi-line literal", "a = '''\nabc''\n", line: 1,
+        "unterminated multi-line string"),
     TOMLInvalidCase("invalid escape", #"a = "\q""#, line: 1, #"invalid escape '\q'"#),
-    TOMLInvalidCase("invalid escape in multi-line", "a = \"\"\"\nok\n\\x\"\"\"", line: 3,
-                    "invalid escape '\\x'"),
+    TOMLInvalidCase(
+        "invalid escape in multi-line", "a = \"\"\"\nok\n\\x\"\"\"", line: 3,
+        "invalid escape '\\x'"),
     TOMLInvalidCase("short unicode escape", #"a = "\u12""#, line: 1, "invalid unicode escape"),
     TOMLInvalidCase("surrogate escape", #"a = "\uD800""#, line: 1, "not a Unicode scalar value"),
     TOMLInvalidCase("control character", "a = \"x\u{01}y\"", line: 1, "control character U+0001"),
@@ -276,66 +320,85 @@ private let invalidCases: [TOMLInvalidCase] = [
     TOMLInvalidCase("hex overflow", "a = 0x8000000000000000", line: 1, "out of range"),
     TOMLInvalidCase("unquoted string", "a = hello", line: 1, "strings must be quoted"),
     TOMLInvalidCase("capitalised boolean", "a = True", line: 1, "strings must be quoted"),
-    TOMLInvalidCase("offset date-time", "d = 1979-05-27T07:32:00Z", line: 1,
-                    "dates are not supported; quote the value"),
+    TOMLInvalidCase(
+        "offset date-time", "d = 1979-05-27T07:32:00Z", line: 1,
+        "dates are not supported; quote the value"),
     TOMLInvalidCase("local date", "x = 1\nd = 1979-05-27", line: 2, "dates are not supported"),
-    TOMLInvalidCase("date with space", "d = 1979-05-27 07:32:00", line: 1,
-                    "dates are not supported"),
+    TOMLInvalidCase(
+        "date with space", "d = 1979-05-27 07:32:00", line: 1,
+        "dates are not supported"),
     TOMLInvalidCase("local time", "t = 07:32:00", line: 1, "dates are not supported"),
 
     // Line structure
-    TOMLInvalidCase("two values", "a = 1 2", line: 1,
-                    "expected end of line after value, found '2'"),
-    TOMLInvalidCase("word after string", "a = \"x\" y = 2", line: 1,
-                    "expected end of line after value, found 'y'"),
+    TOMLInvalidCase(
+        "two values", "a = 1 2", line: 1,
+        "expected end of line after value, found '2'"),
+    TOMLInvalidCase(
+        "word after string", "a = \"x\" y = 2", line: 1,
+        "expected end of line after value, found 'y'"),
     TOMLInvalidCase("two booleans", "a = true false", line: 1, "found 'false'"),
     TOMLInvalidCase("bracket after array", "a = [1] ]", line: 1, "found ']'"),
-    TOMLInvalidCase("text after header", "[a] x", line: 1,
-                    "expected end of line after table header, found 'x'"),
+    TOMLInvalidCase(
+        "text after header", "[a] x", line: 1,
+        "expected end of line after table header, found 'x'"),
     TOMLInvalidCase("missing equals", "name \"x\"", line: 1, "missing '=' after key 'name'"),
     TOMLInvalidCase("key alone", "x = 1\nname\n", line: 2, "missing '=' after key 'name'"),
-    TOMLInvalidCase("missing equals after dotted key", "a.b 1", line: 1,
-                    "missing '=' after key 'a.b'"),
+    TOMLInvalidCase(
+        "missing equals after dotted key", "a.b 1", line: 1,
+        "missing '=' after key 'a.b'"),
     TOMLInvalidCase("empty key", "= 1", line: 1, "empty key"),
     TOMLInvalidCase("empty dotted part", "a. = 1", line: 1, "empty key"),
     TOMLInvalidCase("double dot", "a..b = 1", line: 1, "empty key"),
     TOMLInvalidCase("empty header", "[]", line: 1, "empty key"),
     TOMLInvalidCase("invalid key character", "$a = 1", line: 1, "invalid character '$' in key"),
     TOMLInvalidCase("missing value", "a =", line: 1, "expected a value, found end of file"),
-    TOMLInvalidCase("missing value before comment", "a = # none", line: 1,
-                    "expected a value, found '#'"),
-    TOMLInvalidCase("missing value before newline", "a =\nb = 1", line: 1,
-                    "expected a value, found end of line"),
+    TOMLInvalidCase(
+        "missing value before comment", "a = # none", line: 1,
+        "expected a value, found '#'"),
+    TOMLInvalidCase(
+        "missing value before newline", "a =\nb = 1", line: 1,
+        "expected a value, found end of line"),
     TOMLInvalidCase("unclosed header", "[a\nx = 1", line: 1, "expected ']' to close the header"),
-    TOMLInvalidCase("unclosed array of tables header", "[[a]\n", line: 1,
-                    "expected ']]' to close the header"),
+    TOMLInvalidCase(
+        "unclosed array of tables header", "[[a]\n", line: 1,
+        "expected ']]' to close the header"),
 
     // Arrays and inline tables
     TOMLInvalidCase("unterminated array", "a = [1, 2", line: 1, "unterminated array"),
-    TOMLInvalidCase("unterminated multi-line array", "x = 1\na = [\n  1,\n  2,\n", line: 2,
-                    "unterminated array"),
-    TOMLInvalidCase("missing comma in array", "a = [1 2]", line: 1,
-                    "expected ',' or ']' in array, found '2'"),
-    TOMLInvalidCase("array left open", "a = [1, 2\nb = 3", line: 2,
-                    "expected ',' or ']' in array opened on line 1, found 'b'"),
-    TOMLInvalidCase("bare carriage return", "a = 1\rb = 2", line: 1,
-                    "found control character U+000D"),
+    TOMLInvalidCase(
+        "unterminated multi-line array", "x = 1\na = [\n  1,\n  2,\n", line: 2,
+        "unterminated array"),
+    TOMLInvalidCase(
+        "missing comma in array", "a = [1 2]", line: 1,
+        "expected ',' or ']' in array, found '2'"),
+    TOMLInvalidCase(
+        "array left open", "a = [1, 2\nb = 3", line: 2,
+        "expected ',' or ']' in array opened on line 1, found 'b'"),
+    TOMLInvalidCase(
+        "bare carriage return", "a = 1\rb = 2", line: 1,
+        "found control character U+000D"),
     TOMLInvalidCase("empty array element", "a = [1,,2]", line: 1, "expected a value, found ','"),
-    TOMLInvalidCase("inline table trailing comma", "t = { a = 1, }", line: 1,
-                    "trailing comma in inline table"),
-    TOMLInvalidCase("unterminated inline table", "t = { a = 1", line: 1,
-                    "unterminated inline table"),
-    TOMLInvalidCase("multi-line inline table", "t = {\n  a = 1 }", line: 1,
-                    "unterminated inline table"),
-    TOMLInvalidCase("missing comma in inline table", "t = { a = 1 b = 2 }", line: 1,
-                    "expected ',' or '}' in inline table, found 'b'"),
+    TOMLInvalidCase(
+        "inline table trailing comma", "t = { a = 1, }", line: 1,
+        "trailing comma in inline table"),
+    TOMLInvalidCase(
+        "unterminated inline table", "t = { a = 1", line: 1,
+        "unterminated inline table"),
+    TOMLInvalidCase(
+        "multi-line inline table", "t = {\n  a = 1 }", line: 1,
+        "unterminated inline table"),
+    TOMLInvalidCase(
+        "missing comma in inline table", "t = { a = 1 b = 2 }", line: 1,
+        "expected ',' or '}' in inline table, found 'b'"),
 
     // Lines after multi-line constructs
     TOMLInvalidCase("CRLF error line", "a = 1\r\nb = 2\r\na = 3\r\n", line: 3, "duplicate key 'a'"),
-    TOMLInvalidCase("error after multi-line string", "a = \"\"\"\nx\ny\"\"\"\nb = ?", line: 4,
-                    "expected a value, found '?'"),
-    TOMLInvalidCase("error after multi-line array", "a = [\n1,\n2]\nb = 1 1", line: 4,
-                    "expected end of line after value"),
+    TOMLInvalidCase(
+        "error after multi-line string", "a = \"\"\"\nx\ny\"\"\"\nb = ?", line: 4,
+        "expected a value, found '?'"),
+    TOMLInvalidCase(
+        "error after multi-line array", "a = [\n1,\n2]\nb = 1 1", line: 4,
+        "expected end of line after value"),
 ]
 
 // MARK: - Tests
@@ -374,9 +437,11 @@ private let invalidCases: [TOMLInvalidCase] = [
             ("fleet/grace", .string("30s"), 6),
             ("fleet/slots", .integer(2), 7),
             ("scrum4me/transport", .string("stdio"), 10),
-            ("scrum4me/command",
-             .array([.string("npx"), .string("tsx"), .string("/opt/scrum4me-mcp/src/index.ts")]),
-             11),
+            (
+                "scrum4me/command",
+                .array([.string("npx"), .string("tsx"), .string("/opt/scrum4me-mcp/src/index.ts")]),
+                11
+            ),
             ("slot/0/name", .string("alpha"), 14),
             ("slot/0/token_file", .string("/run/secrets/slot-alpha"), 15),
             ("slot/0/repo_roots/cm8product01", .string("/data/repos/alpha/webapp"), 16),
@@ -396,8 +461,9 @@ private let invalidCases: [TOMLInvalidCase] = [
         #expect(root.line == 0)
         #expect(root.keys == ["version", "fleet", "scrum4me", "slot"])
         #expect(table(root, "fleet")?.keys == ["name", "state_dir", "grace", "slots"])
-        #expect(table(root, "slot/0")?.keys
-            == ["name", "token_file", "repo_roots", "min_quota_pct"])
+        #expect(
+            table(root, "slot/0")?.keys
+                == ["name", "token_file", "repo_roots", "min_quota_pct"])
         #expect(table(root, "slot/1")?.keys == ["name", "count"])
         #expect(table(root, "slot/0/repo_roots")?.keys == ["cm8product01"])
         #expect(line(root, "slot/0/repo_roots") == 16)

@@ -5,8 +5,11 @@ import Testing
 @testable import WorkerSlot
 
 @Suite struct AgentLaunchTests {
-    @Test(arguments: [(0, nil), (-5, nil), (1, "medium"), (6000, "medium"), (6001, "high"), (12000, "high"),
-                      (12001, "xhigh"), (24000, "xhigh"), (24001, "max"), (100_000, "max")] as [(Int, String?)])
+    @Test(
+        arguments: [
+            (0, nil), (-5, nil), (1, "medium"), (6000, "medium"), (6001, "high"), (12000, "high"),
+            (12001, "xhigh"), (24000, "xhigh"), (24001, "max"), (100_000, "max"),
+        ] as [(Int, String?)])
     func thinkingBudgetMapsToEffort(budget: Int, effort: String?) {
         #expect(AgentLaunch.effort(forThinkingBudget: budget) == effort)
     }
@@ -37,15 +40,22 @@ import Testing
     }
 
     @Test func promptsComeFromTheOperatorsDirectoryFirst() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(UUID().uuidString)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "prompts-\(UUID().uuidString)"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let builtIn = AgentLaunch.prompt(kind: "IDEA_GRILL", jobId: "j1", payloadPath: "/p.json", promptDir: dir)
+        let builtIn = AgentLaunch.prompt(
+            kind: "IDEA_GRILL", jobId: "j1", payloadPath: "/p.json", promptDir: dir)
         #expect(builtIn.contains("/p.json") && builtIn.contains("j1"))
-        try "grill {job_id} from {payload_path} ({kind})".write(toFile: dir + "/IDEA_GRILL.md", atomically: true, encoding: .utf8)
-        #expect(AgentLaunch.prompt(kind: "IDEA_GRILL", jobId: "j1", payloadPath: "/p.json", promptDir: dir)
+        try "grill {job_id} from {payload_path} ({kind})".write(
+            toFile: dir + "/IDEA_GRILL.md", atomically: true, encoding: .utf8)
+        #expect(
+            AgentLaunch.prompt(kind: "IDEA_GRILL", jobId: "j1", payloadPath: "/p.json", promptDir: dir)
                 == "grill j1 from /p.json (IDEA_GRILL)")
         try "default for {kind}".write(toFile: dir + "/default.md", atomically: true, encoding: .utf8)
-        #expect(AgentLaunch.prompt(kind: "DEPLOY", jobId: "j", payloadPath: "p", promptDir: dir) == "default for DEPLOY")
+        #expect(
+            AgentLaunch.prompt(kind: "DEPLOY", jobId: "j", payloadPath: "p", promptDir: dir)
+                == "default for DEPLOY")
     }
 }
 
@@ -53,37 +63,60 @@ import Testing
     typealias V = FailurePolicy.Verdict
 
     @Test func tasksAreRetriedAfterACrashButFailedOnAnError() {
-        let crash = FailurePolicy.verdict(kind: "TASK_IMPLEMENTATION", ending: .exited(.signaled(9)), excerpt: "", timeout: 60, quotaExhausted: false)
+        let crash = FailurePolicy.verdict(
+            kind: "TASK_IMPLEMENTATION", ending: .exited(.signaled(9)), excerpt: "", timeout: 60,
+            quotaExhausted: false)
         guard case .release = crash else { Issue.record("crash of a task: \(crash)"); return }
-        let silent = FailurePolicy.verdict(kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(0)), excerpt: "", timeout: 60, quotaExhausted: false)
+        let silent = FailurePolicy.verdict(
+            kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(0)), excerpt: "", timeout: 60,
+            quotaExhausted: false)
         guard case .release = silent else { Issue.record("silent task: \(silent)"); return }
-        let failed = FailurePolicy.verdict(kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(2)), excerpt: "tests red", timeout: 60, quotaExhausted: false)
+        let failed = FailurePolicy.verdict(
+            kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(2)), excerpt: "tests red", timeout: 60,
+            quotaExhausted: false)
         #expect(failed == .report("agent failed (exit 2): tests red"))
     }
 
     @Test func otherKindsAreReportedFailed() {
-        #expect(FailurePolicy.verdict(kind: "IDEA_GRILL", ending: .exited(.exited(0)), excerpt: "", timeout: 60, quotaExhausted: false)
+        #expect(
+            FailurePolicy.verdict(
+                kind: "IDEA_GRILL", ending: .exited(.exited(0)), excerpt: "", timeout: 60,
+                quotaExhausted: false)
                 == .report("agent exited without reporting a status"))
-        #expect(FailurePolicy.verdict(kind: "IDEA_GRILL", ending: .exited(.signaled(11)), excerpt: "boom", timeout: 60, quotaExhausted: false)
+        #expect(
+            FailurePolicy.verdict(
+                kind: "IDEA_GRILL", ending: .exited(.signaled(11)), excerpt: "boom", timeout: 60,
+                quotaExhausted: false)
                 == .report("agent killed by signal 11: boom"))
-        #expect(FailurePolicy.verdict(kind: "PR_REVIEW", ending: .timedOut, excerpt: "", timeout: 7200, quotaExhausted: false)
+        #expect(
+            FailurePolicy.verdict(
+                kind: "PR_REVIEW", ending: .timedOut, excerpt: "", timeout: 7200, quotaExhausted: false)
                 == .report("agent timed out after 2h"))
     }
 
     @Test func aSprintOutOfQuotaPausesInsteadOfFailing() {
-        let byReading = FailurePolicy.verdict(kind: "SPRINT_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "", timeout: 60, quotaExhausted: true)
+        let byReading = FailurePolicy.verdict(
+            kind: "SPRINT_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "", timeout: 60,
+            quotaExhausted: true)
         guard case .report(let error) = byReading else { Issue.record("\(byReading)"); return }
         #expect(error.hasPrefix("QUOTA_PAUSE: "))
-        let byMessage = FailurePolicy.verdict(kind: "SPRINT_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "Claude usage limit reached", timeout: 60, quotaExhausted: false)
+        let byMessage = FailurePolicy.verdict(
+            kind: "SPRINT_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "Claude usage limit reached",
+            timeout: 60, quotaExhausted: false)
         guard case .report(let error2) = byMessage else { Issue.record("\(byMessage)"); return }
         #expect(error2.hasPrefix("QUOTA_PAUSE: "))
-        let task = FailurePolicy.verdict(kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "usage limit", timeout: 60, quotaExhausted: true)
+        let task = FailurePolicy.verdict(
+            kind: "TASK_IMPLEMENTATION", ending: .exited(.exited(1)), excerpt: "usage limit", timeout: 60,
+            quotaExhausted: true)
         #expect(task == .report("agent failed (exit 1): usage limit"))
     }
 
     @Test func fleetInterruptionsAreReleased() {
         for ending in [Slot.AgentEnding.aborted, .lostJob("x"), .cancelled("y")] {
-            guard case .release = FailurePolicy.verdict(kind: "IDEA_GRILL", ending: ending, excerpt: "", timeout: 1, quotaExhausted: false) else {
+            guard
+                case .release = FailurePolicy.verdict(
+                    kind: "IDEA_GRILL", ending: ending, excerpt: "", timeout: 1, quotaExhausted: false)
+            else {
                 Issue.record("\(ending) not released")
                 continue
             }
@@ -133,7 +166,8 @@ import Testing
 
     @Test func aStreamWithoutTheResponseIsAProtocolError() {
         #expect(throws: MCPError.self) {
-            try HTTPTransport.response(inSSE: Data("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n".utf8), id: 2)
+            try HTTPTransport.response(
+                inSSE: Data("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n".utf8), id: 2)
         }
     }
 }
@@ -160,7 +194,9 @@ import Testing
     }
 
     @Test func jitterSpreadsSlotsApart() {
-        let first = (0..<8).map { _ in Backoff(min: 1, max: 300) }.map { b -> Double in var b = b; return b.next() }
+        let first = (0..<8).map { _ in Backoff(min: 1, max: 300) }.map { b -> Double in
+            var b = b; return b.next()
+        }
         #expect(Set(first).count > 1)
     }
 }

@@ -28,14 +28,21 @@ final class ControlStreamTests: XCTestCase {
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
-        try eventually("idle") { (try fleet.status()["slots"] as? [[String: Any]])?.first?["state"] as? String == "idle" }
+        try eventually("idle") {
+            (try fleet.status()["slots"] as? [[String: Any]])?.first?["state"] as? String == "idle"
+        }
 
         let (events, eventsOut) = try background(fleet, ["events", "-f", "--timeout", "3"])
-        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product,
-                                            script: ["mode": "sleep", "seconds": 3, "log_lines": 3])
-        try eventually("slot busy") { (try fleet.status()["slots"] as? [[String: Any]])?.first?["state"] as? String == "busy" }
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "sleep", "seconds": 3, "log_lines": 3])
+        try eventually("slot busy") {
+            (try fleet.status()["slots"] as? [[String: Any]])?.first?["state"] as? String == "busy"
+        }
         let (logs, logsOut) = try background(fleet, ["logs", ids[0], "-f", "--timeout", "3"])
-        try eventually("the claim streamed") { read(eventsOut).contains("job_claimed") && read(eventsOut).contains(ids[0]) }
+        try eventually("the claim streamed") {
+            read(eventsOut).contains("job_claimed") && read(eventsOut).contains(ids[0])
+        }
         try eventually("the agent's log streamed") { read(logsOut).contains("filler line") }
         _ = try world.waitTerminal(ids)
         try eventually("the outcome streamed") { read(eventsOut).contains("job_done") }
@@ -84,16 +91,21 @@ final class ControlStreamTests: XCTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("another fleetd holds") && r.stderr.contains("fleetd.lock"), r.stderr)
 
-        let other = world.config().replacingOccurrences(of: "state_dir = \"\(world.dir)/state\"", with: "state_dir = \"\(world.dir)/state2\"")
+        let other = world.config().replacingOccurrences(
+            of: "state_dir = \"\(world.dir)/state\"", with: "state_dir = \"\(world.dir)/state2\"")
         try other.write(toFile: world.dir + "/other.toml", atomically: true, encoding: .utf8)
         r = try runCommand(Paths.fleetd, ["--config", world.dir + "/other.toml"], timeout: 20)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("another fleetd is already answering"), r.stderr)
         XCTAssertEqual(try fleet.ctl(["status"]).status, 0, "the first daemon still serves")
 
-        let notSocket = world.config().replacingOccurrences(of: "socket = \"\(world.dir)/run/fleetd.sock\"", with: "socket = \"\(world.dir)/plain/file\"")
-            .replacingOccurrences(of: "state_dir = \"\(world.dir)/state\"", with: "state_dir = \"\(world.dir)/state3\"")
-        try FileManager.default.createDirectory(atPath: world.dir + "/plain", withIntermediateDirectories: true)
+        let notSocket = world.config().replacingOccurrences(
+            of: "socket = \"\(world.dir)/run/fleetd.sock\"", with: "socket = \"\(world.dir)/plain/file\""
+        )
+        .replacingOccurrences(
+            of: "state_dir = \"\(world.dir)/state\"", with: "state_dir = \"\(world.dir)/state3\"")
+        try FileManager.default.createDirectory(
+            atPath: world.dir + "/plain", withIntermediateDirectories: true)
         try "precious".write(toFile: world.dir + "/plain/file", atomically: true, encoding: .utf8)
         try notSocket.write(toFile: world.dir + "/ns.toml", atomically: true, encoding: .utf8)
         r = try runCommand(Paths.fleetd, ["--config", world.dir + "/ns.toml"], timeout: 20)
@@ -112,12 +124,15 @@ final class ControlStreamTests: XCTestCase {
             "running_slots":0,"configured_slots":0,"jobs_done":0,"jobs_failed":0},"slots":[]}
             """
         let server = ControlServer(path: socket, logger: Logger(level: .error)) { _, _ in
-            HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("Fleet-Version", "0.0.1")], body: Array(status.utf8))
+            HTTPResponse(
+                status: 200, headers: [("Content-Type", "application/json"), ("Fleet-Version", "0.0.1")],
+                body: Array(status.utf8))
         }
         try server.start()
         defer { server.stop() }
         let r = try runCommand(Paths.fleetctl, ["--socket", socket, "status"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stderr.components(separatedBy: "warning: fleetd is version 0.0.1").count - 1, 1, r.stderr)
+        XCTAssertEqual(
+            r.stderr.components(separatedBy: "warning: fleetd is version 0.0.1").count - 1, 1, r.stderr)
     }
 }

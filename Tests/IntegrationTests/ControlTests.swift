@@ -31,16 +31,21 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.hasPrefix("fleet test "), r.stdout)
         XCTAssertTrue(r.stdout.contains("\nSLOT  STATE  ") || r.stdout.contains("\nSLOT   STATE"), r.stdout)
-        XCTAssertEqual(r.stdout.split(separator: "\n").filter { $0.hasPrefix("s1 ") || $0.hasPrefix("s2 ") }.count, 2, r.stdout)
+        XCTAssertEqual(
+            r.stdout.split(separator: "\n").filter { $0.hasPrefix("s1 ") || $0.hasPrefix("s2 ") }.count, 2,
+            r.stdout)
         r = try fleet.ctl(["status", "--json"])
         let status = try XCTUnwrap(try json(r) as? [String: Any])
         XCTAssertEqual((status["fleet"] as? [String: Any])?["configured_slots"] as? Int, 2)
         XCTAssertNotNil(status["quota"] as? [String: Any])
         for slot in status["slots"] as? [[String: Any]] ?? [] {
-            for key in ["name", "desired", "state", "restarts", "quota_floor", "last_heartbeat", "instance_id"] {
+            for key in [
+                "name", "desired", "state", "restarts", "quota_floor", "last_heartbeat", "instance_id",
+            ] {
                 XCTAssertNotNil(slot[key], "slot lacks \(key): \(slot)")
             }
-            XCTAssertTrue((slot["instance_id"] as? String ?? "").hasPrefix("test-\(slot["name"] as? String ?? "")-"))
+            XCTAssertTrue(
+                (slot["instance_id"] as? String ?? "").hasPrefix("test-\(slot["name"] as? String ?? "")-"))
         }
 
         // jobs
@@ -55,7 +60,8 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(r.status, 0)
         XCTAssertTrue(r.stdout.contains("job_claimed") && r.stdout.contains("job=\(job[0])"), r.stdout)
         r = try fleet.ctl(["events", "--json"])
-        XCTAssertTrue(((try json(r) as? [[String: Any]]) ?? []).contains { $0["kind"] as? String == "job_done" })
+        XCTAssertTrue(
+            ((try json(r) as? [[String: Any]]) ?? []).contains { $0["kind"] as? String == "job_done" })
 
         // logs: the job's agent log and a slot's server log
         r = try fleet.ctl(["logs", job[0]])
@@ -99,7 +105,8 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("no slot nosuchslot"))
 
         // metrics over the same socket, as Prometheus or curl would read it
-        let metrics = try runCommand("/usr/bin/curl", ["-s", "--unix-socket", fleet.socket, "http://fleetd/metrics"])
+        let metrics = try runCommand(
+            "/usr/bin/curl", ["-s", "--unix-socket", fleet.socket, "http://fleetd/metrics"])
         XCTAssertTrue(metrics.stdout.contains("fleet_slots{state=\"idle\"} 2"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("fleet_jobs_total{outcome=\"done\"} 1"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("fleet_quota_remaining_percent 100"), metrics.stdout)
@@ -109,8 +116,9 @@ final class ControlTests: XCTestCase {
     func testDrainLetsTheJobFinishThenParks() throws {
         let world = try FleetScenario(tag: "drain", slots: 1)
         defer { world.cleanup() }
-        let job = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product,
-                                            script: ["mode": "sleep", "seconds": 3])
+        let job = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "sleep", "seconds": 3])
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
@@ -126,7 +134,8 @@ final class ControlTests: XCTestCase {
         // Parked: a new job stays queued until undrain.
         let next = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product)
         Thread.sleep(forTimeInterval: 2)
-        XCTAssertEqual(try world.standin.jobs().first { $0["id"] as? String == next[0] }?["status"] as? String, "QUEUED")
+        XCTAssertEqual(
+            try world.standin.jobs().first { $0["id"] as? String == next[0] }?["status"] as? String, "QUEUED")
         XCTAssertEqual(try fleet.ctl(["undrain", "s1"]).status, 0)
         _ = try world.waitTerminal(next)
     }
@@ -138,9 +147,12 @@ final class ControlTests: XCTestCase {
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
-        try eventually("3 idle") { try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 3 }
-        let job = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product,
-                                            script: ["mode": "sleep", "seconds": 4])
+        try eventually("3 idle") {
+            try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 3
+        }
+        let job = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "sleep", "seconds": 4])
         var busy = ""
         try eventually("one slot busy") {
             busy = try slots(fleet).first { $0.value["state"] as? String == "busy" }?.key ?? ""
@@ -154,7 +166,8 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(draining, Set(world.slotNames).subtracting([busy]))
         try eventually("idle ones stopped, busy one still on its job") {
             let s = try slots(fleet)
-            return draining.allSatisfy { s[$0]?["state"] as? String == "stopped" } && s[busy]?["state"] as? String == "busy"
+            return draining.allSatisfy { s[$0]?["state"] as? String == "stopped" }
+                && s[busy]?["state"] as? String == "busy"
         }
         _ = try world.waitTerminal(job)
         XCTAssertEqual(try world.standin.jobs().first?["status"] as? String, "DONE")
@@ -170,15 +183,18 @@ final class ControlTests: XCTestCase {
         r = try fleet.ctl(["scale", "3"])
         XCTAssertEqual(r.status, 0)
         XCTAssertTrue(r.stdout.contains("started:"), r.stdout)
-        try eventually("3 idle again") { try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 3 }
+        try eventually("3 idle again") {
+            try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 3
+        }
     }
 
     /// requeue stops the agent; the job is back in QUEUED once its lease lapses.
     func testRequeueStopsTheAgentAndTheLeaseLapses() throws {
         let world = try FleetScenario(tag: "requeue", slots: 1, lease: 3)
         defer { world.cleanup() }
-        let job = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product,
-                                            script: ["mode": "hang"])
+        let job = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "hang"])
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
@@ -252,7 +268,9 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(stat(fleet.socket, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o600)
 
-        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", Paths.fleetctl, "--socket", fleet.socket]
+        let asNobody = [
+            "--reuid=65534", "--regid=65534", "--clear-groups", Paths.fleetctl, "--socket", fleet.socket,
+        ]
         var r = try runCommand("/usr/bin/setpriv", asNobody + ["status"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("permission denied"), r.stderr)
@@ -333,12 +351,16 @@ final class ControlTests: XCTestCase {
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
-        try eventually("2 idle") { try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 2 }
+        try eventually("2 idle") {
+            try slots(fleet).values.filter { $0["state"] as? String == "idle" }.count == 2
+        }
 
         var r = try fleet.ctl(["drain", "--all", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(Set((try json(r) as? [String: Any])?["slots"] as? [String] ?? []), ["s1", "s2"])
-        try eventually("drained") { try slots(fleet).values.allSatisfy { $0["state"] as? String == "drained" } }
+        try eventually("drained") {
+            try slots(fleet).values.allSatisfy { $0["state"] as? String == "drained" }
+        }
         r = try fleet.ctl(["undrain", "s1"])
         XCTAssertEqual(r.status, 0)
         XCTAssertEqual(r.stdout, "undrained s1\n")
@@ -348,7 +370,8 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(r.status, 2, "drain needs slots or --all")
         r = try fleet.ctl(["restart", "s2", "--json"])
         XCTAssertEqual(r.status, 0)
-        XCTAssertEqual((try json(r) as? [String: Any])?["message"] as? String, "restarting after its current job")
+        XCTAssertEqual(
+            (try json(r) as? [String: Any])?["message"] as? String, "restarting after its current job")
         r = try fleet.ctl(["restart", "s2", "--now"])
         XCTAssertEqual(r.stdout, "s2: restarting now; its job is released\n")
         r = try fleet.ctl(["restart"])
@@ -373,7 +396,9 @@ final class ControlTests: XCTestCase {
 
     /// With a read group, its members may read but not act; the modes are 0660 and 0750.
     func testReadGroupMayReadButNotAct() throws {
-        guard getuid() == 0, getgrnam("nogroup") != nil else { throw XCTSkip("needs root and the group nogroup") }
+        guard getuid() == 0, getgrnam("nogroup") != nil else {
+            throw XCTSkip("needs root and the group nogroup")
+        }
         let world = try FleetScenario(tag: "readgrp", slots: 1)
         defer { world.cleanup() }
         chmod(world.dir, 0o755)
@@ -388,8 +413,10 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(st.st_mode & 0o777, 0o660)
         XCTAssertEqual(st.st_gid, getgrnam("nogroup")!.pointee.gr_gid)
 
-        let member = ["--reuid=65534", "--regid=\(getgrnam("nogroup")!.pointee.gr_gid)", "--init-groups",
-                      Paths.fleetctl, "--socket", fleet.socket]
+        let member = [
+            "--reuid=65534", "--regid=\(getgrnam("nogroup")!.pointee.gr_gid)", "--init-groups",
+            Paths.fleetctl, "--socket", fleet.socket,
+        ]
         var r = try runCommand("/usr/bin/setpriv", member + ["status", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         r = try runCommand("/usr/bin/setpriv", member + ["drain", "--all"])

@@ -16,10 +16,14 @@ final class EndToEndTests: XCTestCase {
         let world = try FleetScenario(tag: "e2e-\(transport)", transport: transport)
         defer { world.cleanup() }
         var ids: [String] = []
-        ids += try world.standin.enqueue(user: world.user, kind: "TASK_IMPLEMENTATION", count: 6, product: world.product)
-        ids += try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 2, product: world.product)
-        ids += try world.standin.enqueue(user: world.user, kind: "PR_REVIEW", count: 2, product: world.product)
-        ids += try world.standin.enqueue(user: world.user, kind: "DOCS_AUDIT", count: 2, product: world.product)
+        ids += try world.standin.enqueue(
+            user: world.user, kind: "TASK_IMPLEMENTATION", count: 6, product: world.product)
+        ids += try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 2, product: world.product)
+        ids += try world.standin.enqueue(
+            user: world.user, kind: "PR_REVIEW", count: 2, product: world.product)
+        ids += try world.standin.enqueue(
+            user: world.user, kind: "DOCS_AUDIT", count: 2, product: world.product)
         XCTAssertEqual(ids.count, 12)
 
         let fleet = try world.fleet()
@@ -39,8 +43,11 @@ final class EndToEndTests: XCTestCase {
             // The commit is on the job's branch, in the worktree of the slot that claimed it.
             let worktree = row["worktree_path"] as? String ?? ""
             let branch = row["branch"] as? String ?? row["branch_name"] as? String ?? ""
-            XCTAssertTrue(worktree.hasPrefix(world.worktreeRoot(slot) + "/"), "job \(id) worktree \(worktree) not under slot \(slot)")
-            let log = try runCommand("/usr/bin/git", ["-C", world.clone(slot), "log", "--format=%s", "main..\(branch)"])
+            XCTAssertTrue(
+                worktree.hasPrefix(world.worktreeRoot(slot) + "/"),
+                "job \(id) worktree \(worktree) not under slot \(slot)")
+            let log = try runCommand(
+                "/usr/bin/git", ["-C", world.clone(slot), "log", "--format=%s", "main..\(branch)"])
             XCTAssertEqual(log.status, 0, log.stderr)
             XCTAssertFalse(log.stdout.isEmpty, "no commit on \(branch) in \(world.clone(slot))")
         }
@@ -64,7 +71,8 @@ final class EndToEndTests: XCTestCase {
         let table = try fleet.ctl(["status"])
         XCTAssertEqual(table.status, 0)
         XCTAssertTrue(table.stdout.contains("SLOT"), table.stdout)
-        XCTAssertEqual(table.stdout.split(separator: "\n").filter { $0.contains(" idle ") }.count, 3, table.stdout)
+        XCTAssertEqual(
+            table.stdout.split(separator: "\n").filter { $0.contains(" idle ") }.count, 3, table.stdout)
 
         XCTAssertEqual(fleet.stop(), 0, "fleetd exit status")
     }
@@ -73,8 +81,9 @@ final class EndToEndTests: XCTestCase {
     func testFailingAgentFailsTheJobAndTheSlotGoesOn() throws {
         let world = try FleetScenario(tag: "fail", slots: 1)
         defer { world.cleanup() }
-        let bad = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product,
-                                            script: ["mode": "fail", "message": "compiler exploded: E1234"])
+        let bad = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "fail", "message": "compiler exploded: E1234"])
         let good = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product)
 
         let fleet = try world.fleet()
@@ -85,7 +94,8 @@ final class EndToEndTests: XCTestCase {
         let badRow = rows.first { $0["id"] as? String == bad[0] }
         let goodRow = rows.first { $0["id"] as? String == good[0] }
         XCTAssertEqual(badRow?["status"] as? String, "FAILED")
-        XCTAssertTrue((badRow?["error"] as? String ?? "").contains("compiler exploded: E1234"), "\(badRow ?? [:])")
+        XCTAssertTrue(
+            (badRow?["error"] as? String ?? "").contains("compiler exploded: E1234"), "\(badRow ?? [:])")
         XCTAssertEqual(goodRow?["status"] as? String, "DONE")
 
         // The slot records the outcome just after the agent's own report.

@@ -14,14 +14,17 @@ final class FleetScenario {
     let transport: String
 
     /// Sets up `slots` slots named s1...sN, each with its own token, clone and worktree root.
-    init(tag: String, slots: Int = 3, transport: String = "stdio", lease: Double = 30, poll: Double = 0.2) throws {
+    init(tag: String, slots: Int = 3, transport: String = "stdio", lease: Double = 30, poll: Double = 0.2)
+        throws
+    {
         dir = try shortTempDir(tag)
         self.transport = transport
         standin = StandIn(state: dir + "/standin.db", lease: lease, poll: poll)
         slotNames = (1...slots).map { "s\($0)" }
 
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: Paths.python),
-                      "fixtures venv missing at \(Paths.python): run scripts/setup-fixtures.sh")
+        XCTAssertTrue(
+            FileManager.default.isExecutableFile(atPath: Paths.python),
+            "fixtures venv missing at \(Paths.python): run scripts/setup-fixtures.sh")
         try standin.admin(["init"])
         try makeOriginRepo(at: dir + "/origin")
         try FileManager.default.createDirectory(atPath: dir + "/tokens", withIntermediateDirectories: true)
@@ -48,8 +51,10 @@ final class FleetScenario {
         let portFile = dir + "/http.port"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Paths.python)
-        p.arguments = [Paths.standin, "serve-http", "--state", standin.state, "--port", "0", "--port-file", portFile,
-                       "--lease-seconds", "\(standin.lease)", "--poll-seconds", "\(standin.poll)"]
+        p.arguments = [
+            Paths.standin, "serve-http", "--state", standin.state, "--port", "0", "--port-file", portFile,
+            "--lease-seconds", "\(standin.lease)", "--poll-seconds", "\(standin.poll)",
+        ]
         let log = dir + "/standin-http.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -57,24 +62,35 @@ final class FleetScenario {
         try p.run()
         httpServer = p
         try eventually("stand-in HTTP port file", timeout: 30) {
-            guard let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
+            guard let text = try? String(contentsOfFile: portFile, encoding: .utf8),
+                let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            else { return false }
             httpPort = port
             return true
         }
     }
 
     /// The fleetd config for this world; `extra` is appended verbatim.
-    func config(agentCommand: [String]? = nil, slotsLine: String = "", extraFleet: String = "", extraScrum: String = "",
-                extraAgent: String = "", rootsProduct: String? = nil) -> String {
+    func config(
+        agentCommand: [String]? = nil, slotsLine: String = "", extraFleet: String = "",
+        extraScrum: String = "",
+        extraAgent: String = "", rootsProduct: String? = nil
+    ) -> String {
         let python = Paths.python
         let agent = agentCommand ?? [python, Paths.agent]
-        func list(_ items: [String]) -> String { "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
+        func list(_ items: [String]) -> String {
+            "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+        }
         let server: String
         if transport == "http" {
             server = "transport = \"http\"\nurl = \"http://127.0.0.1:\(httpPort!)/mcp\""
         } else {
-            server = "transport = \"stdio\"\ncommand = " + list([python, Paths.standin, "serve-stdio", "--state", standin.state,
-                "--lease-seconds", "\(standin.lease)", "--poll-seconds", "\(standin.poll)"])
+            server =
+                "transport = \"stdio\"\ncommand = "
+                + list([
+                    python, Paths.standin, "serve-stdio", "--state", standin.state,
+                    "--lease-seconds", "\(standin.lease)", "--poll-seconds", "\(standin.poll)",
+                ])
         }
         return """
             version = 1
@@ -122,9 +138,10 @@ final class FleetScenario {
         var rows: [[String: Any]] = []
         try eventually("\(ids.count) jobs terminal", timeout: timeout, interval: 0.5) {
             rows = try standin.jobs().filter { ids.contains($0["id"] as? String ?? "") }
-            return rows.count == ids.count && rows.allSatisfy {
-                ["DONE", "FAILED", "CANCELLED", "SKIPPED"].contains($0["status"] as? String ?? "")
-            }
+            return rows.count == ids.count
+                && rows.allSatisfy {
+                    ["DONE", "FAILED", "CANCELLED", "SKIPPED"].contains($0["status"] as? String ?? "")
+                }
         }
         return rows
     }

@@ -14,7 +14,9 @@ enum Paths {
         var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         while url.path != "/" {
             url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("fleetd").path) { return url }
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("fleetd").path) {
+                return url
+            }
         }
         return repo.appendingPathComponent(".build/debug")
     }()
@@ -23,11 +25,15 @@ enum Paths {
     static var fleetctl: String { products.appendingPathComponent("fleetctl").path }
 
     static var python: String {
-        let venv = ProcessInfo.processInfo.environment["FLEET_VENV"] ?? repo.appendingPathComponent(".venv-fixtures").path
+        let venv =
+            ProcessInfo.processInfo.environment["FLEET_VENV"]
+            ?? repo.appendingPathComponent(".venv-fixtures").path
         return venv + "/bin/python"
     }
 
-    static var standin: String { repo.appendingPathComponent("Tests/Support/scrum4me-standin/standin.py").path }
+    static var standin: String {
+        repo.appendingPathComponent("Tests/Support/scrum4me-standin/standin.py").path
+    }
     static var agent: String { repo.appendingPathComponent("Tests/Support/scripted-agent/agent.py").path }
 }
 
@@ -40,7 +46,9 @@ struct CommandResult {
 
 /// Runs a program to completion (with a timeout), capturing its output.
 @discardableResult
-func runCommand(_ path: String, _ args: [String], env: [String: String]? = nil, cwd: String? = nil, timeout: Double = 60) throws -> CommandResult {
+func runCommand(
+    _ path: String, _ args: [String], env: [String: String]? = nil, cwd: String? = nil, timeout: Double = 60
+) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = args
@@ -62,7 +70,9 @@ func runCommand(_ path: String, _ args: [String], env: [String: String]? = nil, 
     if process.isRunning {
         process.terminate()
         process.waitUntilExit()
-        throw NSError(domain: "harness", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(path) \(args.prefix(3)) timed out after \(timeout)s"])
+        throw NSError(
+            domain: "harness", code: 1,
+            userInfo: [NSLocalizedDescriptionKey: "\(path) \(args.prefix(3)) timed out after \(timeout)s"])
     }
     try out.close()
     try err.close()
@@ -73,7 +83,9 @@ func runCommand(_ path: String, _ args: [String], env: [String: String]? = nil, 
 }
 
 /// Waits until `condition` holds, polling; fails the test with `message` on timeout.
-func eventually(_ message: String, timeout: Double = 60, interval: Double = 0.1, _ condition: () throws -> Bool) throws {
+func eventually(
+    _ message: String, timeout: Double = 60, interval: Double = 0.1, _ condition: () throws -> Bool
+) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return }
@@ -93,7 +105,9 @@ struct StandIn {
     func admin(_ args: [String]) throws -> Any {
         let result = try runCommand(Paths.python, [Paths.standin, "admin", "--state", state] + args)
         guard result.status == 0 else {
-            throw NSError(domain: "standin", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: "admin \(args): \(result.stderr)"])
+            throw NSError(
+                domain: "standin", code: Int(result.status),
+                userInfo: [NSLocalizedDescriptionKey: "admin \(args): \(result.stderr)"])
         }
         let data = Data(result.stdout.utf8)
         return (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) ?? result.stdout
@@ -104,7 +118,9 @@ struct StandIn {
     }
 
     /// Queues jobs and returns their ids.
-    func enqueue(user: String, kind: String, count: Int = 1, product: String? = nil, script: [String: Any]? = nil) throws -> [String] {
+    func enqueue(
+        user: String, kind: String, count: Int = 1, product: String? = nil, script: [String: Any]? = nil
+    ) throws -> [String] {
         var args = ["enqueue", "--user", user, "--kind", kind, "--count", "\(count)"]
         if let product { args += ["--product", product] }
         if let script {
@@ -113,7 +129,9 @@ struct StandIn {
         }
         let out = try admin(args)
         if let ids = out as? [String] { return ids }
-        if let obj = out as? [String: Any], let ids = obj["job_ids"] as? [String] ?? obj["ids"] as? [String] { return ids }
+        if let obj = out as? [String: Any], let ids = obj["job_ids"] as? [String] ?? obj["ids"] as? [String] {
+            return ids
+        }
         return []
     }
 }
@@ -146,7 +164,8 @@ final class FleetUnderTest {
             p.arguments = ["--config", configPath, "--log-level", "debug"]
         } else {
             p.executableURL = URL(fileURLWithPath: wrapper[0])
-            p.arguments = Array(wrapper.dropFirst()) + [Paths.fleetd, "--config", configPath, "--log-level", "debug"]
+            p.arguments =
+                Array(wrapper.dropFirst()) + [Paths.fleetd, "--config", configPath, "--log-level", "debug"]
         }
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extraEnv { env[k] = v }
@@ -161,7 +180,9 @@ final class FleetUnderTest {
         process = p
         try eventually("fleetd answers on \(socket)", timeout: 30) {
             guard p.isRunning else {
-                throw NSError(domain: "fleetd", code: 1, userInfo: [NSLocalizedDescriptionKey: "fleetd exited: \(self.log())"])
+                throw NSError(
+                    domain: "fleetd", code: 1,
+                    userInfo: [NSLocalizedDescriptionKey: "fleetd exited: \(self.log())"])
             }
             return (try? ctl(["status", "--json"]))?.status == 0
         }
@@ -176,7 +197,9 @@ final class FleetUnderTest {
     func status() throws -> [String: Any] {
         let r = try ctl(["status", "--json"])
         guard let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
-            throw NSError(domain: "fleetctl", code: 1, userInfo: [NSLocalizedDescriptionKey: "status: \(r.stdout) \(r.stderr)"])
+            throw NSError(
+                domain: "fleetctl", code: 1,
+                userInfo: [NSLocalizedDescriptionKey: "status: \(r.stdout) \(r.stderr)"])
         }
         return obj
     }
@@ -210,6 +233,7 @@ func makeOriginRepo(at path: String) throws {
     try runCommand(git, ["init", "-q", "-b", "main", path])
     try "# demo\n".write(toFile: path + "/README.md", atomically: true, encoding: .utf8)
     try runCommand(git, ["-C", path, "add", "."])
-    let r = try runCommand(git, ["-C", path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"])
+    let r = try runCommand(
+        git, ["-C", path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"])
     XCTAssertEqual(r.status, 0, r.stderr)
 }

@@ -32,18 +32,23 @@ final class ProtocolTests: XCTestCase {
         }
         try eventually("presence row with a heartbeat") {
             let workers = try world.standin.admin(["workers"]) as? [[String: Any]] ?? []
-            return workers.contains { ($0["instance_id"] as? String) == instance && ($0["last_quota_pct"] as? Int) == 100 }
+            return workers.contains {
+                ($0["instance_id"] as? String) == instance && ($0["last_quota_pct"] as? Int) == 100
+            }
         }
         let first = try calls(world).first { ($0["instance_id"] as? String) == instance }
-        XCTAssertEqual(first?["method"] as? String ?? first?["tool"] as? String, "initialize", "\(first ?? [:])")
+        XCTAssertEqual(
+            first?["method"] as? String ?? first?["tool"] as? String, "initialize", "\(first ?? [:])")
     }
 
     // 2. A missing repo root: the claim rolls back with a clear error; no hang, no loop.
     func testIncident2MissingRepoRootRollsBack() throws {
         let world = try FleetScenario(tag: "inc2", slots: 1)
         defer { world.cleanup() }
-        let ids = try world.standin.enqueue(user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product)
-        let fleet = try world.fleet(world.config(extraFleet: "restart_budget = 100", rootsProduct: "otherproduct"))
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product)
+        let fleet = try world.fleet(
+            world.config(extraFleet: "restart_budget = 100", rootsProduct: "otherproduct"))
         try fleet.start()
         defer { fleet.stop() }
         try eventually("slot shows the refusal") {
@@ -61,11 +66,14 @@ final class ProtocolTests: XCTestCase {
     func testIncident3SharedCloneIsRefused() throws {
         let world = try FleetScenario(tag: "inc3", slots: 2)
         defer { world.cleanup() }
-        let config = world.config().replacingOccurrences(of: "\"\(world.dir)/repos/s{n}\"", with: "\"\(world.dir)/repos/shared\"")
+        let config = world.config().replacingOccurrences(
+            of: "\"\(world.dir)/repos/s{n}\"", with: "\"\(world.dir)/repos/shared\"")
         let fleet = try world.fleet(config)
         let r = try runCommand(Paths.fleetd, ["--check-config", fleet.configPath])
         XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.stderr.contains("slot s2.repo_roots") && r.stderr.contains("each slot needs its own clone"), r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("slot s2.repo_roots") && r.stderr.contains("each slot needs its own clone"),
+            r.stderr)
 
         // The same token in two files: the second slot never starts.
         try FileManager.default.copyItem(atPath: world.tokenFile("s1"), toPath: world.dir + "/tokens/s1-copy")
@@ -76,7 +84,8 @@ final class ProtocolTests: XCTestCase {
         defer { fleet2.stop() }
         try eventually("s2 refused") {
             let s2 = try slot(fleet2, "s2")
-            return s2["state"] as? String == "failed" && (s2["last_error"] as? String ?? "").contains("same as slot s1")
+            return s2["state"] as? String == "failed"
+                && (s2["last_error"] as? String ?? "").contains("same as slot s1")
         }
         XCTAssertEqual(try fleet2.ctl(["health"]).status, 1)
     }
@@ -112,8 +121,9 @@ final class ProtocolTests: XCTestCase {
     func testIncidents5And7WorktreesAcrossRetries() throws {
         let world = try FleetScenario(tag: "inc5", slots: 1, lease: 2)
         defer { world.cleanup() }
-        let retried = try world.standin.enqueue(user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
-                                                script: ["attempts": ["crash", "done"]])
+        let retried = try world.standin.enqueue(
+            user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
+            script: ["attempts": ["crash", "done"]])
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
@@ -121,13 +131,17 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(rows.first?["status"] as? String, "DONE", "\(rows)")
         XCTAssertEqual(rows.first?["claim_count"] as? Int, 2)
         let worktree = rows.first?["worktree_path"] as? String ?? ""
-        try eventually("clean worktree removed after the agent exited") { !FileManager.default.fileExists(atPath: worktree) }
+        try eventually("clean worktree removed after the agent exited") {
+            !FileManager.default.fileExists(atPath: worktree)
+        }
         let branch = rows.first?["branch"] as? String ?? rows.first?["branch_name"] as? String ?? ""
-        let log = try runCommand("/usr/bin/git", ["-C", world.clone("s1"), "log", "--format=%s", "main..\(branch)"])
+        let log = try runCommand(
+            "/usr/bin/git", ["-C", world.clone("s1"), "log", "--format=%s", "main..\(branch)"])
         XCTAssertFalse(log.stdout.isEmpty, "the commit survives the worktree's removal")
 
-        let dirty = try world.standin.enqueue(user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
-                                              script: ["mode": "done", "leave_dirty": true])
+        let dirty = try world.standin.enqueue(
+            user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
+            script: ["mode": "done", "leave_dirty": true])
         let dirtyRows = try world.waitTerminal(dirty)
         let dirtyPath = dirtyRows.first?["worktree_path"] as? String ?? "?"
         try eventually("dirty worktree flagged") {
@@ -140,8 +154,9 @@ final class ProtocolTests: XCTestCase {
     func testIncident6TerminalErrorsAreNotRetried() throws {
         let world = try FleetScenario(tag: "inc6", slots: 1)
         defer { world.cleanup() }
-        let bad = try world.standin.enqueue(user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
-                                            script: ["mode": "fail", "message": "cannot compile: missing toolchain"])
+        let bad = try world.standin.enqueue(
+            user: world.user, kind: "TASK_IMPLEMENTATION", product: world.product,
+            script: ["mode": "fail", "message": "cannot compile: missing toolchain"])
         let good = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product)
         let fleet = try world.fleet()
         try fleet.start()
@@ -159,14 +174,17 @@ final class ProtocolTests: XCTestCase {
     func testIncident8CancelledWhileWorking() throws {
         let world = try FleetScenario(tag: "inc8", slots: 1)
         defer { world.cleanup() }
-        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang"])
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang"])
         let fleet = try world.fleet()
         try fleet.start()
         defer { fleet.stop() }
         try eventually("busy") { try slot(fleet)["state"] as? String == "busy" }
         try world.standin.admin(["cancel", ids[0]])
         try eventually("slot idle again") { try slot(fleet)["state"] as? String == "idle" }
-        let records = try JSONSerialization.jsonObject(with: Data(try fleet.ctl(["jobs", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let records =
+            try JSONSerialization.jsonObject(with: Data(try fleet.ctl(["jobs", "--json"]).stdout.utf8))
+            as? [[String: Any]]
         XCTAssertEqual(records?.first?["outcome"] as? String, "cancelled")
         if let pid = records?.first?["agent_pid"] as? Int {
             XCTAssertNotEqual(kill(pid_t(pid), 0), 0, "agent still running")
@@ -190,14 +208,17 @@ final class ProtocolTests: XCTestCase {
         defer { fleet.stop() }
         try eventually("idle") { try slot(fleet)["state"] as? String == "idle" }
         try world.standin.admin(["revoke", "s1"])
-        try eventually("token_rejected", timeout: 30) { try slot(fleet)["state"] as? String == "token_rejected" }
+        try eventually("token_rejected", timeout: 30) {
+            try slot(fleet)["state"] as? String == "token_rejected"
+        }
         let reason = try slot(fleet)["last_error"] as? String ?? ""
         XCTAssertTrue(reason.lowercased().contains("token") || reason.contains("401"), reason)
         let token = try String(contentsOfFile: world.tokenFile("s1"), encoding: .utf8)
         XCTAssertFalse(reason.contains(token.trimmingCharacters(in: .whitespacesAndNewlines)))
         let before = try calls(world).count
         Thread.sleep(forTimeInterval: 3)
-        XCTAssertLessThanOrEqual(try calls(world).count - before, 1, "calls continued after the token was rejected")
+        XCTAssertLessThanOrEqual(
+            try calls(world).count - before, 1, "calls continued after the token was rejected")
         XCTAssertEqual(try fleet.ctl(["health"]).status, 1)
         let queued = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product)
         Thread.sleep(forTimeInterval: 1)
@@ -207,18 +228,25 @@ final class ProtocolTests: XCTestCase {
     // Fault injection: each fault leaves the slot in a clear state, the daemon serving,
     // the request rate bounded; transient faults are recovered from.
     func testTransientFaultsOverHTTP() throws {
-        try transientFaults(transport: "http", kinds: [
-            ("http_500", "get_worker_settings", 3, nil), ("reset", "wait_for_job", 2, nil), ("malformed", "get_worker_settings", 2, nil),
-            ("is_error", "wait_for_job", 2, nil), ("text_only", "*", 6, nil), ("sse_chunked", "*", 6, 0.05),
-            ("stall", "get_worker_settings", 1, 30),
-        ])
+        try transientFaults(
+            transport: "http",
+            kinds: [
+                ("http_500", "get_worker_settings", 3, nil), ("reset", "wait_for_job", 2, nil),
+                ("malformed", "get_worker_settings", 2, nil),
+                ("is_error", "wait_for_job", 2, nil), ("text_only", "*", 6, nil),
+                ("sse_chunked", "*", 6, 0.05),
+                ("stall", "get_worker_settings", 1, 30),
+            ])
     }
 
     func testTransientFaultsOverStdio() throws {
-        try transientFaults(transport: "stdio", kinds: [
-            ("reset", "wait_for_job", 2, nil), ("malformed", "get_worker_settings", 2, nil),
-            ("is_error", "wait_for_job", 2, nil), ("text_only", "*", 6, nil), ("stall", "get_worker_settings", 1, 30),
-        ])
+        try transientFaults(
+            transport: "stdio",
+            kinds: [
+                ("reset", "wait_for_job", 2, nil), ("malformed", "get_worker_settings", 2, nil),
+                ("is_error", "wait_for_job", 2, nil), ("text_only", "*", 6, nil),
+                ("stall", "get_worker_settings", 1, 30),
+            ])
     }
 
     private func transientFaults(transport: String, kinds: [(String, String, Int, Double?)]) throws {
@@ -240,8 +268,11 @@ final class ProtocolTests: XCTestCase {
             XCTAssertEqual(rows.first?["status"] as? String, "DONE", "after \(kind): \(rows)")
             XCTAssertEqual(rows.first?["claim_count"] as? Int, 1, "after \(kind)")
             let window = max(1, Date().timeIntervalSince(started))
-            let recent = try calls(world).filter { ($0["at"] as? String ?? "") >= ISO8601DateFormatter().string(from: started) }
-            XCTAssertLessThan(Double(recent.count) / window, 20, "\(kind): \(recent.count) calls in \(Int(window)) s")
+            let recent = try calls(world).filter {
+                ($0["at"] as? String ?? "") >= ISO8601DateFormatter().string(from: started)
+            }
+            XCTAssertLessThan(
+                Double(recent.count) / window, 20, "\(kind): \(recent.count) calls in \(Int(window)) s")
             XCTAssertEqual(try fleet.ctl(["status"]).status, 0, "daemon stopped answering after \(kind)")
             try world.standin.admin(["clear-faults"])
         }
@@ -256,7 +287,9 @@ final class ProtocolTests: XCTestCase {
         let fleet = try world.fleet(world.config(extraFleet: "restart_budget = 4"))
         try fleet.start()
         defer { fleet.stop() }
-        try eventually("failed after its budget", timeout: 60) { try slot(fleet)["state"] as? String == "failed" }
+        try eventually("failed after its budget", timeout: 60) {
+            try slot(fleet)["state"] as? String == "failed"
+        }
         let s = try slot(fleet)
         XCTAssertTrue((s["last_error"] as? String ?? "").contains("gave up after 4 failures"), "\(s)")
         let before = try calls(world).count
@@ -264,7 +297,8 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(try calls(world).count, before, "a failed slot stopped calling")
         XCTAssertEqual(try fleet.ctl(["health"]).status, 1)
         let events = try fleet.ctl(["events", "--json"]).stdout
-        XCTAssertEqual(events.components(separatedBy: "\"slot_failed\"").count - 1, 1, "one slot_failed event")
+        XCTAssertEqual(
+            events.components(separatedBy: "\"slot_failed\"").count - 1, 1, "one slot_failed event")
 
         // restart clears the budget.
         try world.standin.admin(["clear-faults"])

@@ -9,7 +9,9 @@ final class FakeAnthropic {
     let process: Process
     let url: String
 
-    static var path: String { Paths.repo.appendingPathComponent("Tests/Support/fake-anthropic/fake_anthropic.py").path }
+    static var path: String {
+        Paths.repo.appendingPathComponent("Tests/Support/fake-anthropic/fake_anthropic.py").path
+    }
 
     init(dir: String) throws {
         script = dir + "/anthropic-script.json"
@@ -17,7 +19,9 @@ final class FakeAnthropic {
         let portFile = dir + "/anthropic.port"
         process = Process()
         process.executableURL = URL(fileURLWithPath: Paths.python)
-        process.arguments = [Self.path, "serve", "--script", script, "--log", log, "--port", "0", "--port-file", portFile]
+        process.arguments = [
+            Self.path, "serve", "--script", script, "--log", log, "--port", "0", "--port-file", portFile,
+        ]
         let output = dir + "/fake-anthropic.log"
         _ = FileManager.default.createFile(atPath: output, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
@@ -56,8 +60,10 @@ final class FakeAnthropic {
     }
 
     /// A subscription answer's headers: 5-hour and 7-day windows, used fractions, resets.
-    static func unified(fiveHourUsed: Double, fiveHourReset: Date, sevenDayUsed: Double = 0.1,
-                        sevenDayReset: Date = Date().addingTimeInterval(5 * 86400), status: String = "allowed") -> [String: String] {
+    static func unified(
+        fiveHourUsed: Double, fiveHourReset: Date, sevenDayUsed: Double = 0.1,
+        sevenDayReset: Date = Date().addingTimeInterval(5 * 86400), status: String = "allowed"
+    ) -> [String: String] {
         [
             "anthropic-ratelimit-unified-status": status,
             "anthropic-ratelimit-unified-5h-utilization": "\(fiveHourUsed)",
@@ -79,7 +85,8 @@ final class QuotaTests: XCTestCase {
     func config(_ world: FleetScenario, quota: String, floors: [String: Int] = [:]) throws -> String {
         let credential = world.dir + "/tokens/claude"
         try Self.oauthToken.write(toFile: credential, atomically: true, encoding: .utf8)
-        let base = world.config(extraScrum: "\n[quota]\n" + quota, extraAgent: "credential_file = \"\(credential)\"")
+        let base = world.config(
+            extraScrum: "\n[quota]\n" + quota, extraAgent: "credential_file = \"\(credential)\"")
         let head = base.components(separatedBy: "\n[[slot]]")[0]
         let slots = world.slotNames.map { name in
             """
@@ -126,15 +133,23 @@ final class QuotaTests: XCTestCase {
         defer { fake.stop() }
         try fake.setScript([
             "credential": Self.oauthToken,
-            "phases": [["headers": FakeAnthropic.unified(fiveHourUsed: 0.2, fiveHourReset: Date().addingTimeInterval(3600))]],
+            "phases": [
+                [
+                    "headers": FakeAnthropic.unified(
+                        fiveHourUsed: 0.2, fiveHourReset: Date().addingTimeInterval(3600))
+                ]
+            ],
         ])
         let interval = 2.0
-        let fleet = try world.fleet(try config(world, quota: """
-            probe = "anthropic"
-            base_url = "\(fake.url)"
-            interval = "2s"
-            max_age = "30s"
-            """))
+        let fleet = try world.fleet(
+            try config(
+                world,
+                quota: """
+                    probe = "anthropic"
+                    base_url = "\(fake.url)"
+                    interval = "2s"
+                    max_age = "30s"
+                    """))
         let started = Date()
         try fleet.start()
         defer { fleet.stop() }
@@ -157,7 +172,9 @@ final class QuotaTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(served.count, 4)
         XCTAssertLessThanOrEqual(served.count, bound, "\(served.count) probes in \(elapsed) s for 12 slots")
         let probesStarted = status["probes_started"] as? Int ?? 0
-        XCTAssertTrue((probesStarted - 1...probesStarted + 1).contains(served.count), "fleetd started \(probesStarted), API served \(served.count)")
+        XCTAssertTrue(
+            (probesStarted - 1...probesStarted + 1).contains(served.count),
+            "fleetd started \(probesStarted), API served \(served.count)")
         for r in served {
             XCTAssertEqual(r["auth"] as? String, "bearer")
             XCTAssertEqual(r["anthropic_beta"] as? String, "oauth-2025-04-20")
@@ -181,7 +198,9 @@ final class QuotaTests: XCTestCase {
         let table = try fleet.ctl(["quota"])
         XCTAssertEqual(table.status, 0, table.stderr)
         XCTAssertTrue(table.stdout.contains("quota 80% remaining"), table.stdout)
-        XCTAssertEqual(table.stdout.split(separator: "\n").filter { $0.hasPrefix("s") && $0.contains(" open ") }.count, 12, table.stdout)
+        XCTAssertEqual(
+            table.stdout.split(separator: "\n").filter { $0.hasPrefix("s") && $0.contains(" open ") }.count,
+            12, table.stdout)
         XCTAssertFalse(fleet.log().contains(Self.oauthToken), "the credential appeared in fleetd's log")
         XCTAssertEqual(fleet.stop(), 0)
     }
@@ -194,16 +213,22 @@ final class QuotaTests: XCTestCase {
         let fake = try FakeAnthropic(dir: world.dir)
         defer { fake.stop() }
         let farReset = Date().addingTimeInterval(3600)
-        try fake.setScript(["phases": [["headers": FakeAnthropic.unified(fiveHourUsed: 0.65, fiveHourReset: farReset)]]])
-        let fleet = try world.fleet(try config(world, quota: """
-            probe = "anthropic"
-            base_url = "\(fake.url)"
-            interval = "2s"
-            min_probe_gap = "1s"
-            sleep_cap = "2h"
-            """, floors: ["s1": 20, "s2": 20, "s3": 50, "s4": 50]))
+        try fake.setScript([
+            "phases": [["headers": FakeAnthropic.unified(fiveHourUsed: 0.65, fiveHourReset: farReset)]]
+        ])
+        let fleet = try world.fleet(
+            try config(
+                world,
+                quota: """
+                    probe = "anthropic"
+                    base_url = "\(fake.url)"
+                    interval = "2s"
+                    min_probe_gap = "1s"
+                    sleep_cap = "2h"
+                    """, floors: ["s1": 20, "s2": 20, "s3": 50, "s4": 50]))
         let low = ["s1", "s2"], high = ["s3", "s4"]
-        let jobs = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
+        let jobs = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
         try fleet.start()
         defer { fleet.stop() }
 
@@ -211,7 +236,9 @@ final class QuotaTests: XCTestCase {
         let rows = try world.waitTerminal(jobs, timeout: 120)
         for row in rows {
             XCTAssertEqual(row["status"] as? String, "DONE")
-            XCTAssertTrue(low.contains(row["claimed_by_token"] as? String ?? ""), "\(row["claimed_by_token"] ?? "-") claimed below its floor")
+            XCTAssertTrue(
+                low.contains(row["claimed_by_token"] as? String ?? ""),
+                "\(row["claimed_by_token"] ?? "-") claimed below its floor")
         }
         try eventually("s3 and s4 stand by", timeout: 60) {
             let s = try slots(fleet)
@@ -220,29 +247,43 @@ final class QuotaTests: XCTestCase {
         let s = try slots(fleet)
         for name in high {
             let resumes = Self.date(s[name]?["resumes_at"])
-            XCTAssertEqual(resumes?.timeIntervalSince1970 ?? 0, farReset.timeIntervalSince1970.rounded(.down) + 5, accuracy: 1, name)
-            XCTAssertTrue((s[name]?["standby_reason"] as? String ?? "").contains("quota 35% < floor 50%"), "\(s[name] ?? [:])")
+            XCTAssertEqual(
+                resumes?.timeIntervalSince1970 ?? 0, farReset.timeIntervalSince1970.rounded(.down) + 5,
+                accuracy: 1, name)
+            XCTAssertTrue(
+                (s[name]?["standby_reason"] as? String ?? "").contains("quota 35% < floor 50%"),
+                "\(s[name] ?? [:])")
             XCTAssertEqual(s[name]?["quota_floor"] as? Int, 50)
         }
         for name in low { XCTAssertNotEqual(s[name]?["state"] as? String, "standby") }
 
         // Standing by, they heartbeat the fleet's reading and never poll for a job.
-        let before = try calls(world, tool: "worker_heartbeat").filter { high.contains($0["token_name"] as? String ?? "") }.count
+        let before = try calls(world, tool: "worker_heartbeat").filter {
+            high.contains($0["token_name"] as? String ?? "")
+        }.count
         try eventually("heartbeats from the standing-by slots", timeout: 30) {
-            try calls(world, tool: "worker_heartbeat").filter { high.contains($0["token_name"] as? String ?? "") }.count >= before + 4
+            try calls(world, tool: "worker_heartbeat").filter {
+                high.contains($0["token_name"] as? String ?? "")
+            }.count >= before + 4
         }
         let workers = (try world.standin.admin(["workers"]) as? [[String: Any]]) ?? []
         for name in high {
-            XCTAssertEqual(workers.first { $0["token_name"] as? String == name }?["last_quota_pct"] as? Int, 35, name)
+            XCTAssertEqual(
+                workers.first { $0["token_name"] as? String == name }?["last_quota_pct"] as? Int, 35, name)
         }
-        XCTAssertEqual(try calls(world, tool: "wait_for_job").filter { high.contains($0["token_name"] as? String ?? "") }.count, 0)
+        XCTAssertEqual(
+            try calls(world, tool: "wait_for_job").filter { high.contains($0["token_name"] as? String ?? "") }
+                .count, 0)
 
         // Seen from a shell.
         let table = try fleet.ctl(["status"])
         XCTAssertTrue(table.stdout.contains("s3: standby until "), table.stdout)
         XCTAssertTrue(table.stdout.contains("RESUMES"), table.stdout)
         let q = try quota(fleet)
-        let gates = Dictionary(uniqueKeysWithValues: (q["slots"] as? [[String: Any]] ?? []).map { ($0["name"] as? String ?? "", $0) })
+        let gates = Dictionary(
+            uniqueKeysWithValues: (q["slots"] as? [[String: Any]] ?? []).map {
+                ($0["name"] as? String ?? "", $0)
+            })
         XCTAssertEqual(gates["s1"]?["gate"] as? String, "open")
         XCTAssertEqual(gates["s1"]?["floor"] as? Int, 20)
         XCTAssertEqual(gates["s3"]?["gate"] as? String, "standby")
@@ -250,19 +291,31 @@ final class QuotaTests: XCTestCase {
 
         // The reset comes close; after it the API shows 90% left.
         let reset = Date().addingTimeInterval(4)
-        try fake.setScript(["phases": [
-            ["until": reset.timeIntervalSince1970, "headers": FakeAnthropic.unified(fiveHourUsed: 0.65, fiveHourReset: reset)],
-            ["headers": FakeAnthropic.unified(fiveHourUsed: 0.1, fiveHourReset: reset.addingTimeInterval(5 * 3600))],
-        ]])
+        try fake.setScript([
+            "phases": [
+                [
+                    "until": reset.timeIntervalSince1970,
+                    "headers": FakeAnthropic.unified(fiveHourUsed: 0.65, fiveHourReset: reset),
+                ],
+                [
+                    "headers": FakeAnthropic.unified(
+                        fiveHourUsed: 0.1, fiveHourReset: reset.addingTimeInterval(5 * 3600))
+                ],
+            ]
+        ])
         try eventually("s3 and s4 poll for jobs again", timeout: 90, interval: 0.5) {
-            let polled = Set(try calls(world, tool: "wait_for_job").compactMap { $0["token_name"] as? String })
+            let polled = Set(
+                try calls(world, tool: "wait_for_job").compactMap { $0["token_name"] as? String })
             return high.allSatisfy { polled.contains($0) }
         }
-        for call in try calls(world, tool: "wait_for_job") where high.contains(call["token_name"] as? String ?? "") {
+        for call in try calls(world, tool: "wait_for_job")
+        where high.contains(call["token_name"] as? String ?? "") {
             let at = try XCTUnwrap(Self.date(call["at"]))
-            XCTAssertGreaterThanOrEqual(at.timeIntervalSince(reset), 0, "a floor-50 slot polled before the reset")
+            XCTAssertGreaterThanOrEqual(
+                at.timeIntervalSince(reset), 0, "a floor-50 slot polled before the reset")
         }
-        let more = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
+        let more = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
         for row in try world.waitTerminal(more, timeout: 120) {
             XCTAssertEqual(row["status"] as? String, "DONE")
         }
@@ -278,19 +331,22 @@ final class QuotaTests: XCTestCase {
         let reset = "2030-01-01T00:00:00Z"
         let script = world.dir + "/worker-quota-probe.sh"
         try """
-            #!/bin/sh
-            # Prints what scrum4me-docker's bin/worker-quota-probe.sh prints.
-            [ -n "$CLAUDE_CODE_OAUTH_TOKEN" ] && echo seen > "\(world.dir)/probe-credential-seen"
-            echo "$0 $*" >> "\(world.dir)/probe-argv"
-            echo "probing anthropic..." >&2
-            echo '{"remaining":35000,"limit":100000,"pct":35,"reset_at_iso":"\(reset)"}'
-            """.write(toFile: script, atomically: true, encoding: .utf8)
-        let fleet = try world.fleet(try config(world, quota: """
-            probe = "command"
-            command = ["/bin/sh", "\(script)", "--json"]
-            interval = "1h"
-            min_probe_gap = "10s"
-            """, floors: ["s1": 20]))
+        #!/bin/sh
+        # Prints what scrum4me-docker's bin/worker-quota-probe.sh prints.
+        [ -n "$CLAUDE_CODE_OAUTH_TOKEN" ] && echo seen > "\(world.dir)/probe-credential-seen"
+        echo "$0 $*" >> "\(world.dir)/probe-argv"
+        echo "probing anthropic..." >&2
+        echo '{"remaining":35000,"limit":100000,"pct":35,"reset_at_iso":"\(reset)"}'
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let fleet = try world.fleet(
+            try config(
+                world,
+                quota: """
+                    probe = "command"
+                    command = ["/bin/sh", "\(script)", "--json"]
+                    interval = "1h"
+                    min_probe_gap = "10s"
+                    """, floors: ["s1": 20]))
         try fleet.start()
         defer { fleet.stop() }
 
@@ -325,7 +381,8 @@ final class QuotaTests: XCTestCase {
         XCTAssertEqual(try quota(fleet)["probes_completed"] as? Int, 2)
         let again = try fleet.ctl(["quota", "--probe"])
         XCTAssertEqual(again.status, 1, again.stdout)
-        XCTAssertTrue(again.stderr.contains("rate-limited") && again.stderr.contains("try again in"), again.stderr)
+        XCTAssertTrue(
+            again.stderr.contains("rate-limited") && again.stderr.contains("try again in"), again.stderr)
         XCTAssertEqual(fleet.stop(), 0)
     }
 
@@ -334,12 +391,16 @@ final class QuotaTests: XCTestCase {
     func testJobsPerWindowCapsASlot() throws {
         let world = try FleetScenario(tag: "quotacap", slots: 1, transport: "http")
         defer { world.cleanup() }
-        let fleet = try world.fleet(try config(world, quota: """
-            probe = "off"
-            sleep_cap = "1h"
-            jobs_per_window = 2
-            """))
-        let jobs = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 3, product: world.product)
+        let fleet = try world.fleet(
+            try config(
+                world,
+                quota: """
+                    probe = "off"
+                    sleep_cap = "1h"
+                    jobs_per_window = 2
+                    """))
+        let jobs = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 3, product: world.product)
         try fleet.start()
         defer { fleet.stop() }
 
@@ -348,8 +409,12 @@ final class QuotaTests: XCTestCase {
             return s1["state"] as? String == "standby" && s1["jobs_done"] as? Int == 2
         }
         let s1 = (try slots(fleet))["s1"] ?? [:]
-        XCTAssertTrue((s1["standby_reason"] as? String ?? "").contains("2 jobs started this quota window (jobs_per_window 2)"), "\(s1)")
-        let statuses = try world.standin.jobs().filter { jobs.contains($0["id"] as? String ?? "") }.map { $0["status"] as? String ?? "" }
+        XCTAssertTrue(
+            (s1["standby_reason"] as? String ?? "").contains(
+                "2 jobs started this quota window (jobs_per_window 2)"), "\(s1)")
+        let statuses = try world.standin.jobs().filter { jobs.contains($0["id"] as? String ?? "") }.map {
+            $0["status"] as? String ?? ""
+        }
         XCTAssertEqual(statuses.filter { $0 == "DONE" }.count, 2, "\(statuses)")
         XCTAssertEqual(statuses.filter { $0 == "QUEUED" }.count, 1, "\(statuses)")
         let gate = (try quota(fleet)["slots"] as? [[String: Any]])?.first ?? [:]
@@ -365,28 +430,47 @@ final class QuotaTests: XCTestCase {
         defer { world.cleanup() }
         let fake = try FakeAnthropic(dir: world.dir)
         defer { fake.stop() }
-        let good: [String: Any] = ["phases": [["headers": FakeAnthropic.unified(fiveHourUsed: 0.1, fiveHourReset: Date().addingTimeInterval(3600))]]]
+        let good: [String: Any] = [
+            "phases": [
+                [
+                    "headers": FakeAnthropic.unified(
+                        fiveHourUsed: 0.1, fiveHourReset: Date().addingTimeInterval(3600))
+                ]
+            ]
+        ]
         try fake.setScript(good)
-        let fleet = try world.fleet(try config(world, quota: """
-            probe = "anthropic"
-            base_url = "\(fake.url)"
-            interval = "1s"
-            max_age = "3s"
-            """))
+        let fleet = try world.fleet(
+            try config(
+                world,
+                quota: """
+                    probe = "anthropic"
+                    base_url = "\(fake.url)"
+                    interval = "1s"
+                    max_age = "3s"
+                    """))
         try fleet.start()
         defer { fleet.stop() }
         try eventually("s1 idle", timeout: 60) { (try slots(fleet))["s1"]?["state"] as? String == "idle" }
 
-        try fake.setScript(["phases": [[
-            "status": 529, "body": ["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]],
-        ]]])
+        try fake.setScript([
+            "phases": [
+                [
+                    "status": 529,
+                    "body": [
+                        "type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"],
+                    ],
+                ]
+            ]
+        ])
         try eventually("s1 stands by on a stale reading", timeout: 60, interval: 0.3) {
             let s1 = (try slots(fleet))["s1"] ?? [:]
             return s1["state"] as? String == "standby"
                 && (s1["standby_reason"] as? String ?? "").contains("max_age 3s")
         }
         let s1 = (try slots(fleet))["s1"] ?? [:]
-        XCTAssertTrue((s1["standby_reason"] as? String ?? "").contains("HTTP 529: overloaded_error: Overloaded"), "\(s1)")
+        XCTAssertTrue(
+            (s1["standby_reason"] as? String ?? "").contains("HTTP 529: overloaded_error: Overloaded"),
+            "\(s1)")
         let q = try quota(fleet)
         XCTAssertEqual(q["stale"] as? Bool, true)
         XCTAssertEqual(q["last_probe_ok"] as? Bool, false)
@@ -397,7 +481,9 @@ final class QuotaTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains("STALE"), table.stdout)
 
         try fake.setScript(good)
-        try eventually("s1 idle again", timeout: 60) { (try slots(fleet))["s1"]?["state"] as? String == "idle" }
+        try eventually("s1 idle again", timeout: 60) {
+            (try slots(fleet))["s1"]?["state"] as? String == "idle"
+        }
         XCTAssertEqual(fleet.stop(), 0)
     }
 }

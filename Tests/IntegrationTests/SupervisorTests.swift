@@ -32,8 +32,9 @@ final class SupervisorTests: XCTestCase {
         defer { world.cleanup() }
         let config = world.config().replacingOccurrences(of: "grace = \"5s\"", with: "grace = \"3s\"")
         let fleet = try world.fleet(config)
-        let orphaned = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 3, product: world.product,
-                                                 script: ["mode": "orphan", "seconds": 1, "new_session": true])
+        let orphaned = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 3, product: world.product,
+            script: ["mode": "orphan", "seconds": 1, "new_session": true])
         try fleet.start(wrapper: ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"])
         let unsharePid = fleet.process!.processIdentifier
         var pid1: Int32 = 0
@@ -51,9 +52,14 @@ final class SupervisorTests: XCTestCase {
         }
 
         // Busy slots, one agent ignoring TERM.
-        _ = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang_ignore_term"])
-        _ = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang"])
-        try eventually("both slots busy") { try slots(fleet).values.allSatisfy { $0["state"] as? String == "busy" } }
+        _ = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang_ignore_term"]
+        )
+        _ = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product, script: ["mode": "hang"])
+        try eventually("both slots busy") {
+            try slots(fleet).values.allSatisfy { $0["state"] as? String == "busy" }
+        }
         let started = Date()
         kill(pid1, SIGTERM)
         let deadline = Date().addingTimeInterval(30)
@@ -76,8 +82,9 @@ final class SupervisorTests: XCTestCase {
     func testKillMinus9AtRandomMoments() throws {
         let world = try FleetScenario(tag: "kill9", slots: 3, lease: 2)
         defer { world.cleanup() }
-        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 50, product: world.product,
-                                            script: ["mode": "sleep", "seconds": 0.4])
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 50, product: world.product,
+            script: ["mode": "sleep", "seconds": 0.4])
         let fleet = try world.fleet()
         var kills = 0
         var rng = SystemRandomNumberGenerator()
@@ -92,7 +99,8 @@ final class SupervisorTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.3)
             for run in agentRuns(world) where run["event"] as? String == "start" {
                 guard let apid = run["pid"] as? Int else { continue }
-                if kill(pid_t(apid), 0) == 0, let cmd = try? String(contentsOfFile: "/proc/\(apid)/cmdline", encoding: .utf8),
+                if kill(pid_t(apid), 0) == 0,
+                    let cmd = try? String(contentsOfFile: "/proc/\(apid)/cmdline", encoding: .utf8),
                     cmd.contains("agent.py")
                 {
                     XCTFail("agent \(apid) outlived the killed fleetd")
@@ -107,18 +115,23 @@ final class SupervisorTests: XCTestCase {
             let status = row["status"] as? String ?? ""
             XCTAssertTrue(["DONE", "FAILED"].contains(status), "\(row["id"] ?? ""): \(status)")
             if status == "FAILED" {
-                XCTAssertEqual(row["error"] as? String, "agent did not complete job within 2 attempts", "\(row)")
+                XCTAssertEqual(
+                    row["error"] as? String, "agent did not complete job within 2 attempts", "\(row)")
             }
             // One terminal transition per job.
             let history = row["history"] as? [[String: Any]] ?? []
-            let terminal = history.filter { ["DONE", "FAILED", "CANCELLED", "SKIPPED"].contains($0["to_status"] as? String ?? "") }
+            let terminal = history.filter {
+                ["DONE", "FAILED", "CANCELLED", "SKIPPED"].contains($0["to_status"] as? String ?? "")
+            }
             XCTAssertEqual(terminal.count, 1, "\(row["id"] ?? "") \(history)")
         }
         // No finished job ran again: no agent started for a job after it was DONE.
         let runs = agentRuns(world).filter { $0["event"] as? String == "start" }
         for row in rows where row["status"] as? String == "DONE" {
             let finished = row["finished_at"] as? String ?? ""
-            let late = runs.filter { $0["job_id"] as? String == row["id"] as? String && ($0["start"] as? String ?? "") > finished }
+            let late = runs.filter {
+                $0["job_id"] as? String == row["id"] as? String && ($0["start"] as? String ?? "") > finished
+            }
             XCTAssertTrue(late.isEmpty, "job \(row["id"] ?? "") ran again after \(finished): \(late)")
         }
         fleet.stop()
@@ -141,7 +154,10 @@ final class SupervisorTests: XCTestCase {
         let world = try FleetScenario(tag: "backoff", slots: 8)
         defer { world.cleanup() }
         let config = world.config(extraFleet: "restart_budget = 5")
-            .replacingOccurrences(of: "command = [\"\(Paths.python)\", \"\(Paths.standin)\"", with: "command = [\"/bin/sh\", \"-c\", \"exit 3\", \"\(Paths.standin)\"")
+            .replacingOccurrences(
+                of: "command = [\"\(Paths.python)\", \"\(Paths.standin)\"",
+                with: "command = [\"/bin/sh\", \"-c\", \"exit 3\", \"\(Paths.standin)\""
+            )
             .replacingOccurrences(of: "backoff_min = \"200ms\"", with: "backoff_min = \"250ms\"")
             .replacingOccurrences(of: "backoff_max = \"2s\"", with: "backoff_max = \"10s\"")
         let fleet = try world.fleet(config)
@@ -150,11 +166,15 @@ final class SupervisorTests: XCTestCase {
         try eventually("all 8 failed", timeout: 60) {
             try slots(fleet).values.filter { $0["state"] as? String == "failed" }.count == 8
         }
-        let events = try JSONSerialization.jsonObject(with: Data(try fleet.ctl(["events", "--json", "--limit", "1000"]).stdout.utf8)) as? [[String: Any]] ?? []
+        let events =
+            try JSONSerialization.jsonObject(
+                with: Data(try fleet.ctl(["events", "--json", "--limit", "1000"]).stdout.utf8))
+            as? [[String: Any]] ?? []
         var delays: [String: [Double]] = [:]
         for e in events where e["kind"] as? String == "slot_restart_scheduled" {
             let detail = e["detail"] as? String ?? ""
-            guard let ms = detail.split(separator: " ").dropFirst().first.flatMap({ Double($0.dropLast(3)) }) else { continue }
+            guard let ms = detail.split(separator: " ").dropFirst().first.flatMap({ Double($0.dropLast(3)) })
+            else { continue }
             delays[e["slot"] as? String ?? "", default: []].append(ms / 1000)
         }
         XCTAssertEqual(delays.count, 8)
@@ -172,8 +192,11 @@ final class SupervisorTests: XCTestCase {
         }
         for (name, slot) in try slots(fleet) {
             let error = slot["last_error"] as? String ?? ""
-            XCTAssertTrue(error.contains("gave up after 5 failures") && error.contains("exit 3"), "\(name): \(error)")
-            let failedEvents = events.filter { $0["slot"] as? String == name && $0["kind"] as? String == "slot_failed" }
+            XCTAssertTrue(
+                error.contains("gave up after 5 failures") && error.contains("exit 3"), "\(name): \(error)")
+            let failedEvents = events.filter {
+                $0["slot"] as? String == name && $0["kind"] as? String == "slot_failed"
+            }
             XCTAssertEqual(failedEvents.count, 1)
         }
         XCTAssertEqual(try fleet.ctl(["health"]).status, 1)
@@ -189,36 +212,50 @@ final class SupervisorTests: XCTestCase {
         for name in world.slotNames {
             let token = "CANARYTOKEN\(name)\(UUID().uuidString.prefix(8))"
             try token.write(toFile: world.tokenFile(name), atomically: true, encoding: .utf8)
-            try world.standin.admin(["add-token", "--user", world.user, "--token", token, "--name", "\(name)b",
-                                     "--worktree-root", world.worktreeRoot(name), "--repo-root", "\(world.product)=\(world.clone(name))"])
+            try world.standin.admin([
+                "add-token", "--user", world.user, "--token", token, "--name", "\(name)b",
+                "--worktree-root", world.worktreeRoot(name), "--repo-root",
+                "\(world.product)=\(world.clone(name))",
+            ])
             canaries[name] = token
         }
         let credential = "sk-ant-api03-CANARYCRED\(UUID().uuidString.prefix(8))"
         try credential.write(toFile: world.dir + "/credential", atomically: true, encoding: .utf8)
         let config = world.config(extraAgent: "credential_file = \"\(world.dir)/credential\"")
         let fleet = try world.fleet(config)
-        _ = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 2, product: world.product, script: ["mode": "hang"])
+        _ = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 2, product: world.product, script: ["mode": "hang"])
         try fleet.start()
         defer { fleet.stop() }
-        try eventually("both busy") { try slots(fleet).values.allSatisfy { $0["state"] as? String == "busy" } }
+        try eventually("both busy") {
+            try slots(fleet).values.allSatisfy { $0["state"] as? String == "busy" }
+        }
         let secrets = Array(canaries.values) + [credential]
 
         // ps and every cmdline
         let ps = try runCommand("/bin/ps", ["-eo", "pid,args", "ww"])
         for secret in secrets { XCTAssertFalse(ps.stdout.contains(secret), "ps shows a secret") }
-        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap {
+            Int32($0)
+        }
         for pid in pids {
             guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let text = String(decoding: cmdline, as: UTF8.self)
-            for secret in secrets { XCTAssertFalse(text.contains(secret), "cmdline of \(pid) holds a secret") }
+            for secret in secrets {
+                XCTAssertFalse(text.contains(secret), "cmdline of \(pid) holds a secret")
+            }
         }
 
         // Environments: fleetd none; each process only what it needs.
         let fleetdPid = fleet.process!.processIdentifier
         func environ(_ pid: Int32) -> String {
-            String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data(), as: UTF8.self)
+            String(
+                decoding: FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data(),
+                as: UTF8.self)
         }
-        for secret in secrets { XCTAssertFalse(environ(fleetdPid).contains(secret), "fleetd's environment holds a secret") }
+        for secret in secrets {
+            XCTAssertFalse(environ(fleetdPid).contains(secret), "fleetd's environment holds a secret")
+        }
         var descendants: [Int32] = []
         var frontier = [fleetdPid]
         while let next = frontier.popLast() {
@@ -229,14 +266,19 @@ final class SupervisorTests: XCTestCase {
         XCTAssertFalse(descendants.isEmpty)
         for pid in descendants {
             let env = environ(pid)
-            let cmd = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
+            let cmd = String(
+                decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(),
+                as: UTF8.self)
             let held = canaries.filter { env.contains($0.value) }.map(\.key)
             XCTAssertLessThanOrEqual(held.count, 1, "process \(pid) holds two slots' tokens")
             if !held.isEmpty {
-                XCTAssertTrue(env.contains("SCRUM4ME_TOKEN="), "\(pid) (\(cmd)) holds a token but is no Scrum4Me server")
+                XCTAssertTrue(
+                    env.contains("SCRUM4ME_TOKEN="), "\(pid) (\(cmd)) holds a token but is no Scrum4Me server"
+                )
             }
             if env.contains(credential) {
-                XCTAssertTrue(cmd.contains("agent.py"), "\(pid) (\(cmd)) holds the credential but is no agent")
+                XCTAssertTrue(
+                    cmd.contains("agent.py"), "\(pid) (\(cmd)) holds the credential but is no agent")
                 XCTAssertTrue(held.isEmpty, "an agent holds a token in its environment")
             }
         }
@@ -245,17 +287,24 @@ final class SupervisorTests: XCTestCase {
         var files: [String] = [fleet.logPath]
         let enumerator = FileManager.default.enumerator(atPath: world.dir + "/state")
         while let path = enumerator?.nextObject() as? String {
-            if path.hasSuffix(".log") || path.contains("fleet.db") { files.append(world.dir + "/state/" + path) }
+            if path.hasSuffix(".log") || path.contains("fleet.db") {
+                files.append(world.dir + "/state/" + path)
+            }
         }
         XCTAssertTrue(files.contains { $0.hasSuffix("fleet.db") })
         for file in files {
             let data = String(decoding: FileManager.default.contents(atPath: file) ?? Data(), as: UTF8.self)
             for secret in secrets { XCTAssertFalse(data.contains(secret), "\(file) holds a secret") }
         }
-        var outputs = [try fleet.ctl(["status", "--json"]), try fleet.ctl(["status"]), try fleet.ctl(["jobs", "--json"]),
-                       try fleet.ctl(["events", "--json"]), try fleet.ctl(["quota", "--json"])]
+        var outputs = [
+            try fleet.ctl(["status", "--json"]), try fleet.ctl(["status"]),
+            try fleet.ctl(["jobs", "--json"]),
+            try fleet.ctl(["events", "--json"]), try fleet.ctl(["quota", "--json"]),
+        ]
         try world.standin.admin(["revoke", "s1b"])
-        try eventually("s1 rejected") { try slots(fleet)["s1"]?["state"] as? String == "token_rejected" || true }
+        try eventually("s1 rejected") {
+            try slots(fleet)["s1"]?["state"] as? String == "token_rejected" || true
+        }
         try "".write(toFile: world.tokenFile("s2"), atomically: true, encoding: .utf8)
         XCTAssertEqual(try fleet.ctl(["restart", "s2", "--now"]).status, 0)
         try eventually("s2 error about its empty token file") {
@@ -264,7 +313,9 @@ final class SupervisorTests: XCTestCase {
         outputs += [try fleet.ctl(["status", "--json"]), try fleet.ctl(["health", "--json"])]
         for output in outputs {
             for secret in secrets {
-                XCTAssertFalse(output.stdout.contains(secret) || output.stderr.contains(secret), "fleetctl output holds a secret")
+                XCTAssertFalse(
+                    output.stdout.contains(secret) || output.stderr.contains(secret),
+                    "fleetctl output holds a secret")
             }
         }
         fleet.stop()
@@ -289,10 +340,12 @@ final class SupervisorTests: XCTestCase {
         defer { fleet.stop() }
         // Fill the disk.
         _ = try? runCommand("/bin/dd", ["if=/dev/zero", "of=\(logs)/filler", "bs=4k"])
-        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 6, product: world.product,
-                                            script: ["mode": "done", "log_lines": 400])
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 6, product: world.product,
+            script: ["mode": "done", "log_lines": 400])
         let rows = try world.waitTerminal(ids, timeout: 120)
-        XCTAssertTrue(rows.allSatisfy { $0["status"] as? String == "DONE" }, "\(rows.map { $0["status"] ?? "" })")
+        XCTAssertTrue(
+            rows.allSatisfy { $0["status"] as? String == "DONE" }, "\(rows.map { $0["status"] ?? "" })")
         try eventually("status says logging is degraded") {
             let fleetInfo = try fleet.status()["fleet"] as? [String: Any]
             return fleetInfo?["logging_degraded"] as? Bool == true
@@ -323,7 +376,8 @@ final class SupervisorTests: XCTestCase {
         let pid = fleet.process!.processIdentifier
 
         // Invalid: refused, logged, the old config kept.
-        try one.replacingOccurrences(of: "grace = \"5s\"", with: "grace = 5").write(toFile: fleet.configPath, atomically: true, encoding: .utf8)
+        try one.replacingOccurrences(of: "grace = \"5s\"", with: "grace = 5").write(
+            toFile: fleet.configPath, atomically: true, encoding: .utf8)
         kill(pid, SIGHUP)
         try eventually("refusal logged") { fleet.log().contains("config reload refused") }
         XCTAssertTrue(fleet.log().contains("fleet.grace"))
@@ -331,8 +385,11 @@ final class SupervisorTests: XCTestCase {
 
         // Two slots and a rotated token for s1.
         let rotated = "rotated-\(UUID().uuidString)"
-        try world.standin.admin(["add-token", "--user", world.user, "--token", rotated, "--name", "s1-rotated",
-                                 "--worktree-root", world.worktreeRoot("s1"), "--repo-root", "\(world.product)=\(world.clone("s1"))"])
+        try world.standin.admin([
+            "add-token", "--user", world.user, "--token", rotated, "--name", "s1-rotated",
+            "--worktree-root", world.worktreeRoot("s1"), "--repo-root",
+            "\(world.product)=\(world.clone("s1"))",
+        ])
         try rotated.write(toFile: world.tokenFile("s1"), atomically: true, encoding: .utf8)
         try world.config().write(toFile: fleet.configPath, atomically: true, encoding: .utf8)
         kill(pid, SIGHUP)
@@ -341,11 +398,16 @@ final class SupervisorTests: XCTestCase {
             return s["s2"]?["state"] as? String == "idle" && s["s1"]?["state"] as? String == "idle"
                 && (s["s1"]?["instance_id"] as? String ?? instance) != instance
         }
-        let ids = try world.standin.enqueue(user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 4, product: world.product)
         let rows = try world.waitTerminal(ids)
         XCTAssertTrue(rows.allSatisfy { $0["status"] as? String == "DONE" })
-        XCTAssertTrue(rows.contains { $0["claimed_by_token"] as? String == "s1-rotated" } || rows.allSatisfy { $0["claimed_by_token"] as? String == "s2" })
-        XCTAssertFalse(rows.contains { $0["claimed_by_token"] as? String == "s1" }, "the old token was used after the rotation")
+        XCTAssertTrue(
+            rows.contains { $0["claimed_by_token"] as? String == "s1-rotated" }
+                || rows.allSatisfy { $0["claimed_by_token"] as? String == "s2" })
+        XCTAssertFalse(
+            rows.contains { $0["claimed_by_token"] as? String == "s1" },
+            "the old token was used after the rotation")
     }
 }
 

@@ -60,7 +60,8 @@ extension FleetConfig {
         fleet.readGroup = try fleetR.string("read_group")
         if let level = try fleetR.string("log_level") {
             guard let parsed = LogLevel.allCases.first(where: { $0.name == level }) else {
-                throw fleetR.error("log_level", "\"\(level)\" is not one of debug, info, notice, warning, error")
+                throw fleetR.error(
+                    "log_level", "\"\(level)\" is not one of debug, info, notice, warning, error")
             }
             fleet.logLevel = parsed
         }
@@ -85,7 +86,9 @@ extension FleetConfig {
         s4m.env = try s4mR.stringTable("env") ?? [:]
         s4m.url = try s4mR.string("url")
         s4m.waitSeconds = try s4mR.int("wait_seconds") ?? s4m.waitSeconds
-        try s4mR.check("wait_seconds", s4m.waitSeconds, "must be between 1 and 600") { (1...600).contains($0) }
+        try s4mR.check("wait_seconds", s4m.waitSeconds, "must be between 1 and 600") {
+            (1...600).contains($0)
+        }
         s4m.heartbeatInterval = try s4mR.duration("heartbeat_interval") ?? s4m.heartbeatInterval
         s4m.leaseInterval = try s4mR.duration("lease_interval") ?? s4m.leaseInterval
         s4m.requestTimeout = try s4mR.duration("request_timeout") ?? s4m.requestTimeout
@@ -138,7 +141,8 @@ extension FleetConfig {
         agent.logMaxAge = try agentR.duration("log_max_age") ?? agent.logMaxAge
         try agentR.finish()
         if quota.probe == "anthropic" && quota.credentialFile == nil && agent.credentialFile == nil {
-            throw quotaR.error("credential_file", "is required with probe = \"anthropic\" (or set agent.credential_file)")
+            throw quotaR.error(
+                "credential_file", "is required with probe = \"anthropic\" (or set agent.credential_file)")
         }
 
         let slots = try top.slots(base: base)
@@ -160,18 +164,21 @@ func checkNothingShared(_ slots: [SlotSpec], path: String) throws(ConfigError) {
     var worktrees: [String: String] = [:]
     for slot in slots {
         if let other = tokens.updateValue(slot.name, forKey: slot.tokenFile) {
-            throw ConfigError(path: path, line: nil, key: "slot \(slot.name).token_file",
-                              message: "\"\(slot.tokenFile)\" is also slot \(other)'s; each slot needs its own token")
+            throw ConfigError(
+                path: path, line: nil, key: "slot \(slot.name).token_file",
+                message: "\"\(slot.tokenFile)\" is also slot \(other)'s; each slot needs its own token")
         }
         for root in Set(slot.repoRoots.values) {
             if let other = roots.updateValue(slot.name, forKey: root) {
-                throw ConfigError(path: path, line: nil, key: "slot \(slot.name).repo_roots",
-                                  message: "\"\(root)\" is also slot \(other)'s clone; each slot needs its own clone")
+                throw ConfigError(
+                    path: path, line: nil, key: "slot \(slot.name).repo_roots",
+                    message: "\"\(root)\" is also slot \(other)'s clone; each slot needs its own clone")
             }
         }
         if let wt = slot.worktreeRoot, let other = worktrees.updateValue(slot.name, forKey: wt) {
-            throw ConfigError(path: path, line: nil, key: "slot \(slot.name).worktree_root",
-                              message: "\"\(wt)\" is also slot \(other)'s; each slot needs its own worktree root")
+            throw ConfigError(
+                path: path, line: nil, key: "slot \(slot.name).worktree_root",
+                message: "\"\(wt)\" is also slot \(other)'s; each slot needs its own worktree root")
         }
     }
 }
@@ -210,7 +217,8 @@ struct TableReader {
     }
 
     func error(_ key: String, _ message: String) -> ConfigError {
-        let line = fromEnvironment[key] != nil ? nil : source.line(of: key) ?? (source.line > 0 ? source.line : nil)
+        let line =
+            fromEnvironment[key] != nil ? nil : source.line(of: key) ?? (source.line > 0 ? source.line : nil)
         return ConfigError(path: file, line: line, key: keyPath(key), message: message)
     }
 
@@ -303,7 +311,9 @@ struct TableReader {
         var out: [String: String] = [:]
         for k in t.keys {
             guard case .string(let s) = t[k]! else {
-                throw ConfigError(path: file, line: t.line(of: k), key: "\(keyPath(key)).\(k)", message: "\(render(t[k]!)) is not a string")
+                throw ConfigError(
+                    path: file, line: t.line(of: k), key: "\(keyPath(key)).\(k)",
+                    message: "\(render(t[k]!)) is not a string")
             }
             out[k] = s
         }
@@ -325,7 +335,9 @@ struct TableReader {
     /// Expands `[[slot]]` entries, including templates with `count` and `{n}`.
     mutating func slots(base: String) throws(ConfigError) -> [SlotSpec] {
         guard let v = value("slot") else { return [] }
-        guard case .array(let entries) = v else { throw error("slot", "is not an array of tables; write [[slot]]") }
+        guard case .array(let entries) = v else {
+            throw error("slot", "is not an array of tables; write [[slot]]")
+        }
         var specs: [SlotSpec] = []
         var seen: [String: String] = [:]
         for (index, entry) in entries.enumerated() {
@@ -366,11 +378,12 @@ struct TableReader {
                     throw r.error("name", "\"\(slotName)\" is already the name of \(other)")
                 }
                 seen[slotName] = "slot[\(index)]"
-                specs.append(SlotSpec(
-                    name: slotName, tokenFile: absolute(sub(tokenFile)),
-                    repoRoots: roots.mapValues { absolute(sub($0)) }, repoURLs: urls.mapValues(sub),
-                    worktreeRoot: worktreeRoot.map { absolute(sub($0)) }, minQuotaPct: minQuota,
-                    tier: tier, product: product, runtime: runtime, capabilities: capabilities))
+                specs.append(
+                    SlotSpec(
+                        name: slotName, tokenFile: absolute(sub(tokenFile)),
+                        repoRoots: roots.mapValues { absolute(sub($0)) }, repoURLs: urls.mapValues(sub),
+                        worktreeRoot: worktreeRoot.map { absolute(sub($0)) }, minQuotaPct: minQuota,
+                        tier: tier, product: product, runtime: runtime, capabilities: capabilities))
             }
         }
         return specs

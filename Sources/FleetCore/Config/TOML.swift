@@ -234,7 +234,8 @@ private struct TOMLParser {
         var result: [UInt8] = []
         result.reserveCapacity(bytes.count)
         for index in bytes.indices {
-            let isCRLF = bytes[index] == ASCII.carriageReturn
+            let isCRLF =
+                bytes[index] == ASCII.carriageReturn
                 && index + 1 < bytes.count && bytes[index + 1] == ASCII.newline
             if !isCRLF {
                 result.append(bytes[index])

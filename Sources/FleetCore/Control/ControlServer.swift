@@ -214,7 +214,9 @@ func isMember(uid: uid_t, of gid: gid_t) -> Bool {
     return groups.prefix(Int(count)).contains(gid)
     #else
     var ints = groups.map { Int32(bitPattern: $0) }
-    guard getgrouplist(pw.pointee.pw_name, Int32(bitPattern: pw.pointee.pw_gid), &ints, &count) >= 0 else { return false }
+    guard getgrouplist(pw.pointee.pw_name, Int32(bitPattern: pw.pointee.pw_gid), &ints, &count) >= 0 else {
+        return false
+    }
     return ints.prefix(Int(count)).contains(Int32(bitPattern: gid))
     #endif
 }
@@ -232,7 +234,8 @@ public func jsonResponse<T: Encodable>(_ value: T, status: Int = 200) -> HTTPRes
     do {
         var body = try API.encoder(pretty: true).encode(value)
         body.append(10)
-        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(body))
+        return HTTPResponse(
+            status: status, headers: [("Content-Type", "application/json")], body: Array(body))
     } catch {
         return errorResponse(500, "encode response: \(error)")
     }

@@ -45,7 +45,9 @@ public struct FleetClient: Sendable {
     }
 
     /// Sends one request and reads the whole answer, within `timeout` overall.
-    public func send(_ method: String, _ path: String, body: Data? = nil) throws(FleetClientError) -> HTTPResponse {
+    public func send(_ method: String, _ path: String, body: Data? = nil) throws(FleetClientError)
+        -> HTTPResponse
+    {
         let deadline = monotonicSeconds() + timeout
         let fd: Int32
         do {
@@ -73,11 +75,17 @@ public struct FleetClient: Sendable {
             UnixSocket.setTimeouts(fd, seconds: left)
             let n = UnixSocket.read(fd, into: &buffer)
             if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout(path: socketPath, seconds: timeout) }
-                if !wrote && buffer.isEmpty { throw .badResponse("connection closed before the request was sent") }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw .timeout(path: socketPath, seconds: timeout)
+                }
+                if !wrote && buffer.isEmpty {
+                    throw .badResponse("connection closed before the request was sent")
+                }
                 throw .badResponse(String(cString: strerror(errno)))
             }
-            if let response = HTTPParser.parseResponse(buffer), n == 0 || response.header("content-length") != nil {
+            if let response = HTTPParser.parseResponse(buffer),
+                n == 0 || response.header("content-length") != nil
+            {
                 return response
             }
             if n == 0 { throw .badResponse("connection closed mid-answer") }
@@ -85,11 +93,14 @@ public struct FleetClient: Sendable {
     }
 
     /// Calls the API and decodes the JSON answer, mapping error statuses.
-    public func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as type: T.Type) throws(FleetClientError) -> (T, HTTPResponse) {
+    public func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as type: T.Type)
+        throws(FleetClientError) -> (T, HTTPResponse)
+    {
         let response = try send(method, path, body: body)
         let data = Data(response.body)
         guard (200..<300).contains(response.status) else {
-            let error = (try? API.decoder().decode(APIError.self, from: data))
+            let error =
+                (try? API.decoder().decode(APIError.self, from: data))
                 ?? APIError(error: "HTTP \(response.status)")
             throw .server(status: response.status, error)
         }
@@ -112,8 +123,11 @@ public struct FleetClient: Sendable {
             throw .notRunning(path: socketPath, reason: String(cString: strerror(error.errno)))
         }
         defer { close(fd) }
-        let head = "GET \(path) HTTP/1.1\r\nHost: fleetd\r\nUser-Agent: fleetctl/\(fleetVersion)\r\nConnection: close\r\n\r\n"
-        guard UnixSocket.writeAll(fd, Array(head.utf8)) else { throw .timeout(path: socketPath, seconds: timeout) }
+        let head =
+            "GET \(path) HTTP/1.1\r\nHost: fleetd\r\nUser-Agent: fleetctl/\(fleetVersion)\r\nConnection: close\r\n\r\n"
+        guard UnixSocket.writeAll(fd, Array(head.utf8)) else {
+            throw .timeout(path: socketPath, seconds: timeout)
+        }
 
         var buffer: [UInt8] = []
         var headerDone = false
@@ -131,7 +145,9 @@ public struct FleetClient: Sendable {
                     // An error answer has a Content-Length body: read it whole.
                     var rest = Array(buffer[(end + 4)...])
                     while UnixSocket.read(fd, into: &rest) > 0 {}
-                    let error = (try? API.decoder().decode(APIError.self, from: Data(rest))) ?? APIError(error: "HTTP \(status)")
+                    let error =
+                        (try? API.decoder().decode(APIError.self, from: Data(rest)))
+                        ?? APIError(error: "HTTP \(status)")
                     throw .server(status: status, error)
                 }
                 buffer.removeSubrange(0..<(end + 4))

@@ -24,7 +24,10 @@ public struct HTTPRequest: Sendable {
     public var headers: [String: String]
     public var body: [UInt8]
 
-    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = []) {
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        body: [UInt8] = []
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -50,7 +53,9 @@ public struct HTTPResponse: Sendable {
     }
 
     /// A streamed answer (no Content-Length; the body ends when the connection closes).
-    public init(streaming contentType: String, _ stream: @escaping @Sendable (_ write: ([UInt8]) -> Bool) -> Void) {
+    public init(
+        streaming contentType: String, _ stream: @escaping @Sendable (_ write: ([UInt8]) -> Bool) -> Void
+    ) {
         self.status = 200
         self.headers = [("Content-Type", contentType), ("Cache-Control", "no-store")]
         self.body = []
@@ -102,10 +107,14 @@ public struct HTTPParseError: Error, Equatable, Sendable {
 /// Incremental request parsing over a growing byte buffer.
 public enum HTTPParser {
     /// Parses `buffer`; nil when more bytes are needed, a request when complete.
-    public static func parseRequest(_ buffer: [UInt8], limits: HTTPLimits) throws(HTTPParseError) -> HTTPRequest? {
+    public static func parseRequest(_ buffer: [UInt8], limits: HTTPLimits) throws(HTTPParseError)
+        -> HTTPRequest?
+    {
         guard let headEnd = find(crlfcrlf, in: buffer) else {
             if let lineEnd = find(crlf, in: buffer) {
-                if lineEnd > limits.requestLine { throw HTTPParseError(status: 414, message: "request line too long") }
+                if lineEnd > limits.requestLine {
+                    throw HTTPParseError(status: 414, message: "request line too long")
+                }
             } else if buffer.count > limits.requestLine {
                 throw HTTPParseError(status: 414, message: "request line too long")
             }
@@ -114,7 +123,9 @@ public enum HTTPParser {
             }
             return nil
         }
-        guard headEnd <= limits.headerBytes else { throw HTTPParseError(status: 431, message: "headers too large") }
+        guard headEnd <= limits.headerBytes else {
+            throw HTTPParseError(status: 431, message: "headers too large")
+        }
         guard let head = String(validating: buffer[0..<headEnd], as: UTF8.self) else {
             throw HTTPParseError(status: 400, message: "request head is not UTF-8")
         }
@@ -144,12 +155,17 @@ public enum HTTPParser {
         }
 
         if headers["transfer-encoding"] != nil {
-            throw HTTPParseError(status: 501, message: "chunked request bodies are not supported; send Content-Length")
+            throw HTTPParseError(
+                status: 501, message: "chunked request bodies are not supported; send Content-Length")
         }
         var length = 0
         if let value = headers["content-length"] {
-            guard let n = Int(value), n >= 0 else { throw HTTPParseError(status: 400, message: "bad Content-Length") }
-            guard n <= limits.body else { throw HTTPParseError(status: 413, message: "body over \(limits.body) bytes") }
+            guard let n = Int(value), n >= 0 else {
+                throw HTTPParseError(status: 400, message: "bad Content-Length")
+            }
+            guard n <= limits.body else {
+                throw HTTPParseError(status: 413, message: "body over \(limits.body) bytes")
+            }
             length = n
         }
         let bodyStart = headEnd + 4

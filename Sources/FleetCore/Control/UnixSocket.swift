@@ -28,7 +28,8 @@ public enum UnixSocket {
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count <= maxPathLength else {
-            throw SystemError("socket path \(path) is \(bytes.count) bytes, over \(maxPathLength)", errno: ENAMETOOLONG)
+            throw SystemError(
+                "socket path \(path) is \(bytes.count) bytes, over \(maxPathLength)", errno: ENAMETOOLONG)
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             raw.copyBytes(from: bytes)

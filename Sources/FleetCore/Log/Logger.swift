@@ -91,7 +91,8 @@ public final class Logger: Sendable {
     }
 
     static func quoteLogfmt(_ value: String) -> String {
-        let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }
+        let needsQuotes =
+            value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }
         guard needsQuotes else { return value }
         let escaped = value.replacing("\\", with: "\\\\")
             .replacing("\"", with: "\\\"")
@@ -122,7 +123,6 @@ public func jsonString(_ s: String) -> String {
     }
     return out + "\""
 }
-
 
 /// Process-wide count of log writes that failed (a full disk, a closed descriptor), for
 /// the daemon's log and the agents' log files alike: logging degrades, never blocks.

@@ -71,7 +71,8 @@ public final class Database {
     /// Opens (creating unless `readOnly`) the database at `path`.
     public init(path: String, readOnly: Bool = false, busyTimeoutMs: Int32 = 5000) throws {
         self.path = path
-        let flags = readOnly
+        let flags =
+            readOnly
             ? SQLITE_OPEN_READONLY
             : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)

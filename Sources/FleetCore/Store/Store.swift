@@ -16,7 +16,9 @@ public final class Store: @unchecked Sendable {
 
     /// Named migrations, applied in order, each in its own transaction.
     static let migrations: [(String, String)] = [
-        ("0001_initial", """
+        (
+            "0001_initial",
+            """
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE slots (
                 name TEXT PRIMARY KEY,
@@ -59,8 +61,11 @@ public final class Store: @unchecked Sendable {
                 kind TEXT NOT NULL,
                 detail TEXT
             );
-            """),
-        ("0002_quota_probes", """
+            """
+        ),
+        (
+            "0002_quota_probes",
+            """
             ALTER TABLE quota_readings ADD COLUMN detail TEXT;
             CREATE TABLE quota_failures (
                 id INTEGER PRIMARY KEY,
@@ -68,7 +73,8 @@ public final class Store: @unchecked Sendable {
                 source TEXT NOT NULL,
                 error TEXT NOT NULL
             );
-            """),
+            """
+        ),
     ]
 
     /// Opens the database at `path`, migrating it forward.
@@ -83,7 +89,8 @@ public final class Store: @unchecked Sendable {
     }
 
     private func migrate() throws {
-        try db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        try db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         let applied = Set(try db.all("SELECT name FROM schema_migrations") { $0.string(0) ?? "" })
         for (name, sql) in Store.migrations where !applied.contains(name) {
             try db.transaction {
@@ -108,7 +115,9 @@ public final class Store: @unchecked Sendable {
     public func setMeta(_ key: String, _ value: String?) throws {
         try locked {
             if let value {
-                try db.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value)
+                try db.run(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    key, value)
             } else {
                 try db.run("DELETE FROM meta WHERE key = ?", key)
             }
@@ -123,7 +132,8 @@ public final class Store: @unchecked Sendable {
         try locked {
             try db.transaction {
                 for name in names {
-                    try db.run("""
+                    try db.run(
+                        """
                         INSERT INTO slots (name, desired, state, quota_floor) VALUES (?, 'up', 'stopped', ?)
                         ON CONFLICT(name) DO UPDATE SET quota_floor = excluded.quota_floor
                         """, name, floors[name] ?? 0)
@@ -133,9 +143,12 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Records a slot's actual state, with its last error when given.
-    public func setSlotState(_ name: String, _ state: SlotState, error: String? = nil, instanceId: String? = nil) throws {
+    public func setSlotState(
+        _ name: String, _ state: SlotState, error: String? = nil, instanceId: String? = nil
+    ) throws {
         try locked {
-            try db.run("""
+            try db.run(
+                """
                 UPDATE slots SET state = ?, since = ?,
                     last_error = COALESCE(?, last_error),
                     instance_id = COALESCE(?, instance_id)
@@ -150,7 +163,8 @@ public final class Store: @unchecked Sendable {
 
     public func setServerProcess(_ name: String, _ identity: ProcessIdentity?) throws {
         try locked {
-            try db.run("UPDATE slots SET server_pid = ?, server_start = ? WHERE name = ?",
+            try db.run(
+                "UPDATE slots SET server_pid = ?, server_start = ? WHERE name = ?",
                 identity?.pid, identity?.startTime, name)
         }
     }
@@ -166,17 +180,23 @@ public final class Store: @unchecked Sendable {
     /// Every slot row, in name order.
     public func slots() throws -> [SlotRow] {
         try locked {
-            try db.all("""
+            try db.all(
+                """
                 SELECT name, desired, state, instance_id, job_id, server_pid, server_start,
                        agent_pid, agent_start, restarts, last_error, quota_floor, last_heartbeat, since
                 FROM slots ORDER BY name
-                """) { r in
+                """
+            ) { r in
                 SlotRow(
                     name: r.string(0) ?? "", desired: SlotDesire(rawValue: r.string(1) ?? "") ?? .up,
                     state: SlotState(rawValue: r.string(2) ?? "") ?? .stopped,
                     instanceId: r.string(3), jobId: r.string(4),
-                    server: r.isNull(5) ? nil : ProcessIdentity(pid: Int32(r.int(5)), startTime: UInt64(bitPattern: r.int64(6))),
-                    agent: r.isNull(7) ? nil : ProcessIdentity(pid: Int32(r.int(7)), startTime: UInt64(bitPattern: r.int64(8))),
+                    server: r.isNull(5)
+                        ? nil
+                        : ProcessIdentity(pid: Int32(r.int(5)), startTime: UInt64(bitPattern: r.int64(6))),
+                    agent: r.isNull(7)
+                        ? nil
+                        : ProcessIdentity(pid: Int32(r.int(7)), startTime: UInt64(bitPattern: r.int64(8))),
                     restarts: r.int(9), lastError: r.string(10), quotaFloor: r.int(11),
                     lastHeartbeat: r.date(12), since: r.date(13))
             }
@@ -186,16 +206,21 @@ public final class Store: @unchecked Sendable {
     // MARK: Jobs
 
     /// Records a claim and the slot turning busy, atomically.
-    public func recordClaim(slot: String, jobId: String, kind: String, worktree: String?, branch: String?, at date: Date) throws {
+    public func recordClaim(
+        slot: String, jobId: String, kind: String, worktree: String?, branch: String?, at date: Date
+    ) throws {
         try locked {
             try db.transaction {
-                try db.run("""
+                try db.run(
+                    """
                     INSERT INTO jobs (id, slot, kind, claimed_at, outcome, worktree, branch)
                     VALUES (?, ?, ?, ?, 'running', ?, ?)
                     ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, claimed_at = excluded.claimed_at,
                         outcome = 'running', finished_at = NULL, error = NULL, agent_pid = NULL, agent_start = NULL
                     """, jobId, slot, kind, date, worktree, branch)
-                try db.run("UPDATE slots SET state = 'busy', job_id = ?, since = ? WHERE name = ?", jobId, date, slot)
+                try db.run(
+                    "UPDATE slots SET state = 'busy', job_id = ?, since = ? WHERE name = ?", jobId, date, slot
+                )
                 try appendEvent(slot: slot, job: jobId, kind: "job_claimed", detail: kind, at: date)
             }
         }
@@ -205,18 +230,27 @@ public final class Store: @unchecked Sendable {
     public func recordAgent(slot: String, jobId: String, process: ProcessIdentity?) throws {
         try locked {
             try db.transaction {
-                try db.run("UPDATE jobs SET agent_pid = ?, agent_start = ? WHERE id = ?", process?.pid, process?.startTime, jobId)
-                try db.run("UPDATE slots SET agent_pid = ?, agent_start = ? WHERE name = ?", process?.pid, process?.startTime, slot)
+                try db.run(
+                    "UPDATE jobs SET agent_pid = ?, agent_start = ? WHERE id = ?", process?.pid,
+                    process?.startTime, jobId)
+                try db.run(
+                    "UPDATE slots SET agent_pid = ?, agent_start = ? WHERE name = ?", process?.pid,
+                    process?.startTime, slot)
             }
         }
     }
 
     /// Records a job's outcome and frees its slot, atomically.
-    public func finishJob(slot: String, jobId: String, outcome: String, error: String?, at date: Date, nextState: SlotState) throws {
+    public func finishJob(
+        slot: String, jobId: String, outcome: String, error: String?, at date: Date, nextState: SlotState
+    ) throws {
         try locked {
             try db.transaction {
-                try db.run("UPDATE jobs SET outcome = ?, error = ?, finished_at = ? WHERE id = ?", outcome, error, date, jobId)
-                try db.run("""
+                try db.run(
+                    "UPDATE jobs SET outcome = ?, error = ?, finished_at = ? WHERE id = ?", outcome, error,
+                    date, jobId)
+                try db.run(
+                    """
                     UPDATE slots SET state = ?, job_id = NULL, agent_pid = NULL, agent_start = NULL, since = ?
                     WHERE name = ? AND job_id = ?
                     """, nextState.rawValue, date, slot, jobId)
@@ -243,15 +277,18 @@ public final class Store: @unchecked Sendable {
     private func jobs(whereClause: String, _ params: [SQLBindable], limit: Int) throws -> [JobRecord] {
         try locked {
             var out: [JobRecord] = []
-            try db.query("""
+            try db.query(
+                """
                 SELECT id, slot, kind, claimed_at, finished_at, outcome, error, agent_pid
                 FROM jobs \(whereClause) ORDER BY claimed_at DESC LIMIT \(limit)
-                """, params) { r in
-                out.append(JobRecord(
-                    id: r.string(0) ?? "", slot: r.string(1) ?? "", kind: r.string(2) ?? "",
-                    claimedAt: r.date(3) ?? Date(timeIntervalSince1970: 0), finishedAt: r.date(4),
-                    outcome: r.string(5) ?? "", error: r.string(6),
-                    agentPid: r.optionalInt(7).map { Int32($0) }))
+                """, params
+            ) { r in
+                out.append(
+                    JobRecord(
+                        id: r.string(0) ?? "", slot: r.string(1) ?? "", kind: r.string(2) ?? "",
+                        claimedAt: r.date(3) ?? Date(timeIntervalSince1970: 0), finishedAt: r.date(4),
+                        outcome: r.string(5) ?? "", error: r.string(6),
+                        agentPid: r.optionalInt(7).map { Int32($0) }))
             }
             return out
         }
@@ -284,7 +321,8 @@ public final class Store: @unchecked Sendable {
     /// Records a probe's reading (never the credential that took it).
     public func recordQuota(_ reading: QuotaInfo) throws {
         try locked {
-            try db.run("INSERT INTO quota_readings (pct, resets_at, checked_at, source, detail) VALUES (?, ?, ?, ?, ?)",
+            try db.run(
+                "INSERT INTO quota_readings (pct, resets_at, checked_at, source, detail) VALUES (?, ?, ?, ?, ?)",
                 reading.pct, reading.resetsAt, reading.checkedAt, reading.source, reading.detail)
             // Keep the table small: the latest readings are all anyone reads.
             try db.run("DELETE FROM quota_readings WHERE id <= (SELECT MAX(id) FROM quota_readings) - 1000")
@@ -293,9 +331,13 @@ public final class Store: @unchecked Sendable {
 
     public func latestQuota() throws -> QuotaInfo? {
         try locked {
-            try db.all("SELECT pct, resets_at, checked_at, source, detail FROM quota_readings ORDER BY id DESC LIMIT 1") { r in
-                QuotaInfo(pct: r.int(0), resetsAt: r.date(1), checkedAt: r.date(2) ?? Date(), source: r.string(3) ?? "",
-                          detail: r.string(4))
+            try db.all(
+                "SELECT pct, resets_at, checked_at, source, detail FROM quota_readings ORDER BY id DESC LIMIT 1"
+            ) { r in
+                QuotaInfo(
+                    pct: r.int(0), resetsAt: r.date(1), checkedAt: r.date(2) ?? Date(),
+                    source: r.string(3) ?? "",
+                    detail: r.string(4))
             }.first
         }
     }
@@ -324,15 +366,23 @@ public final class Store: @unchecked Sendable {
         try locked { try appendEvent(slot: slot, job: job, kind: kind, detail: detail, at: Date()) }
     }
 
-    private func appendEvent(slot: String?, job: String?, kind: String, detail: String?, at date: Date) throws {
-        try db.run("INSERT INTO events (at, slot, job, kind, detail) VALUES (?, ?, ?, ?, ?)", date, slot, job, kind, detail)
+    private func appendEvent(slot: String?, job: String?, kind: String, detail: String?, at date: Date) throws
+    {
+        try db.run(
+            "INSERT INTO events (at, slot, job, kind, detail) VALUES (?, ?, ?, ?, ?)", date, slot, job, kind,
+            detail)
     }
 
     /// Events after `id`, oldest first.
     public func events(after id: Int64 = 0, limit: Int = 500) throws -> [EventRecord] {
         try locked {
-            try db.all("SELECT id, at, slot, job, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?", id, limit) { r in
-                EventRecord(id: r.int64(0), at: r.date(1) ?? Date(), slot: r.string(2), job: r.string(3), kind: r.string(4) ?? "", detail: r.string(5))
+            try db.all(
+                "SELECT id, at, slot, job, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?", id,
+                limit
+            ) { r in
+                EventRecord(
+                    id: r.int64(0), at: r.date(1) ?? Date(), slot: r.string(2), job: r.string(3),
+                    kind: r.string(4) ?? "", detail: r.string(5))
             }
         }
     }

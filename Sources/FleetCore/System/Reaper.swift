@@ -95,8 +95,10 @@ public struct ChildSetup: Sendable, Equatable {
     public var cpuSeconds: UInt64 = 0
     public var user: (uid: uid_t, gid: gid_t)?
 
-    public init(parentDeathSignal: Int32 = 0, memoryBytes: UInt64 = 0, openFiles: UInt64 = 0,
-                cpuSeconds: UInt64 = 0, user: (uid: uid_t, gid: gid_t)? = nil) {
+    public init(
+        parentDeathSignal: Int32 = 0, memoryBytes: UInt64 = 0, openFiles: UInt64 = 0,
+        cpuSeconds: UInt64 = 0, user: (uid: uid_t, gid: gid_t)? = nil
+    ) {
         self.parentDeathSignal = parentDeathSignal
         self.memoryBytes = memoryBytes
         self.openFiles = openFiles

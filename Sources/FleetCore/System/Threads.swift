@@ -24,15 +24,17 @@ public func startThread(_ body: @escaping @Sendable () -> Void) {
     #else
     var thread: pthread_t? = nil
     #endif
-    let rc = pthread_create(&thread, &attr, { raw in
-        #if canImport(Glibc)
-        let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
-        #else
-        let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
-        #endif
-        body.run()
-        return nil
-    }, box)
+    let rc = pthread_create(
+        &thread, &attr,
+        { raw in
+            #if canImport(Glibc)
+            let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+            #else
+            let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+            #endif
+            body.run()
+            return nil
+        }, box)
     pthread_attr_destroy(&attr)
     precondition(rc == 0, "pthread_create failed: \(rc)")
 }

@@ -124,7 +124,9 @@ public enum CurlClient {
 
         let code = payload.withUnsafeBufferPointer { buf -> CURLcode in
             if body != nil {
-                fleet_curl_setopt_ptr(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!))
+                fleet_curl_setopt_ptr(
+                    handle, CURLOPT_POSTFIELDS,
+                    UnsafeMutableRawPointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!))
             }
             return withExtendedLifetime(transfer) { curl_easy_perform(handle) }
         }

@@ -34,14 +34,17 @@ public final class HTTPTransport: MCPTransport, @unchecked Sendable {
         return list + extraHeaders
     }
 
-    public func request(_ message: JSONValue, id: Int, timeout: Double, cancel: CancelFlag?) throws(MCPError) -> JSONValue {
+    public func request(_ message: JSONValue, id: Int, timeout: Double, cancel: CancelFlag?) throws(MCPError)
+        -> JSONValue
+    {
         let answer = try post(message, timeout: timeout, cancel: cancel)
         let type = answer.headers["content-type"] ?? ""
         if type.hasPrefix("text/event-stream") {
             return try HTTPTransport.response(inSSE: answer.body, id: id)
         }
         guard let response = try? JSONValue.decode(answer.body), response.object != nil else {
-            throw .protocolError("answer is not a JSON object (HTTP \(answer.status), \(answer.body.count) bytes)")
+            throw .protocolError(
+                "answer is not a JSON object (HTTP \(answer.status), \(answer.body.count) bytes)")
         }
         return response
     }
@@ -52,7 +55,9 @@ public final class HTTPTransport: MCPTransport, @unchecked Sendable {
 
     public func close() {}
 
-    private func post(_ message: JSONValue, timeout: Double, cancel: CancelFlag?) throws(MCPError) -> HTTPAnswer {
+    private func post(_ message: JSONValue, timeout: Double, cancel: CancelFlag?) throws(MCPError)
+        -> HTTPAnswer
+    {
         let answer: HTTPAnswer
         do {
             answer = try CurlClient.perform(
@@ -108,7 +113,9 @@ public final class HTTPTransport: MCPTransport, @unchecked Sendable {
             }
         }
         dispatch()
-        guard let found else { throw .protocolError("SSE stream ended without the response to request \(id)") }
+        guard let found else {
+            throw .protocolError("SSE stream ended without the response to request \(id)")
+        }
         return found
     }
 }

@@ -39,16 +39,19 @@ public final class MCPClient: Sendable {
     /// `initialize` then `notifications/initialized`; returns the negotiated version.
     @discardableResult
     public func initialize(clientName: String, timeout: Double) throws(MCPError) -> String {
-        let result = try call("initialize", params: [
-            "protocolVersion": .string(MCPClient.protocolVersion),
-            "capabilities": [:],
-            "clientInfo": ["name": .string(clientName), "version": .string(fleetVersion)],
-        ], timeout: timeout)
+        let result = try call(
+            "initialize",
+            params: [
+                "protocolVersion": .string(MCPClient.protocolVersion),
+                "capabilities": [:],
+                "clientInfo": ["name": .string(clientName), "version": .string(fleetVersion)],
+            ], timeout: timeout)
         guard let version = result["protocolVersion"]?.string else {
             throw .protocolError("initialize answer has no protocolVersion")
         }
         guard MCPClient.acceptedVersions.contains(version) else {
-            throw .protocolError("server speaks protocol \(version), not one of \(MCPClient.acceptedVersions.sorted())")
+            throw .protocolError(
+                "server speaks protocol \(version), not one of \(MCPClient.acceptedVersions.sorted())")
         }
         transport.setProtocolVersion(version)
         try transport.notify(["jsonrpc": "2.0", "method": "notifications/initialized"])
@@ -56,10 +59,14 @@ public final class MCPClient: Sendable {
     }
 
     /// Calls a tool; a tool's own failure comes back as `isError`, not as a throw.
-    public func callTool(_ name: String, arguments: [String: JSONValue], timeout: Double, cancel: CancelFlag? = nil) throws(MCPError) -> ToolResult {
-        let result = try call("tools/call", params: [
-            "name": .string(name), "arguments": .object(arguments),
-        ], timeout: timeout, cancel: cancel)
+    public func callTool(
+        _ name: String, arguments: [String: JSONValue], timeout: Double, cancel: CancelFlag? = nil
+    ) throws(MCPError) -> ToolResult {
+        let result = try call(
+            "tools/call",
+            params: [
+                "name": .string(name), "arguments": .object(arguments),
+            ], timeout: timeout, cancel: cancel)
         let isError = result["isError"]?.bool ?? false
         var text = ""
         for item in result["content"]?.array ?? [] where item["type"]?.string == "text" {
@@ -74,9 +81,13 @@ public final class MCPClient: Sendable {
     }
 
     /// One JSON-RPC request; returns its `result` or throws its `error`.
-    public func call(_ method: String, params: JSONValue, timeout: Double, cancel: CancelFlag? = nil) throws(MCPError) -> JSONValue {
+    public func call(_ method: String, params: JSONValue, timeout: Double, cancel: CancelFlag? = nil)
+        throws(MCPError) -> JSONValue
+    {
         let id = nextID.add(1, ordering: .relaxed).oldValue
-        let message: JSONValue = ["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params]
+        let message: JSONValue = [
+            "jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params,
+        ]
         let response = try transport.request(message, id: id, timeout: timeout, cancel: cancel)
         if let error = response["error"] {
             let code = error["code"]?.int ?? 0

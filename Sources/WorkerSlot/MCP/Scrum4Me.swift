@@ -46,7 +46,9 @@ public enum ToolFailure: Error, Equatable, CustomStringConvertible {
         case "PERMISSION_DENIED": self = .permissionDenied(text)
         case "UNAUTHORIZED", "UNAUTHENTICATED", "TOKEN_INVALID", "TOKEN_REVOKED": self = .tokenRejected(text)
         default:
-            if lower.contains("token") && (lower.contains("invalid") || lower.contains("revoked") || lower.contains("expired")) {
+            if lower.contains("token")
+                && (lower.contains("invalid") || lower.contains("revoked") || lower.contains("expired"))
+            {
                 self = .tokenRejected(text)
             } else {
                 self = .other(text)
@@ -99,10 +101,13 @@ public struct Scrum4Me: Sendable {
         self.timeout = timeout
     }
 
-    func tool(_ name: String, _ args: [String: JSONValue], timeout: Double? = nil, cancel: CancelFlag? = nil) throws(Scrum4MeError) -> JSONValue {
+    func tool(_ name: String, _ args: [String: JSONValue], timeout: Double? = nil, cancel: CancelFlag? = nil)
+        throws(Scrum4MeError) -> JSONValue
+    {
         let result: ToolResult
         do {
-            result = try client.callTool(name, arguments: args, timeout: timeout ?? self.timeout, cancel: cancel)
+            result = try client.callTool(
+                name, arguments: args, timeout: timeout ?? self.timeout, cancel: cancel)
         } catch {
             throw .mcp(error)
         }
@@ -122,7 +127,9 @@ public struct Scrum4Me: Sendable {
     }
 
     /// Long-polls for a job; the transport timeout allows for the server's own wait.
-    public func waitForJob(seconds: Int, product: String?, tier: String?, cancel: CancelFlag) throws(Scrum4MeError) -> WaitResult {
+    public func waitForJob(seconds: Int, product: String?, tier: String?, cancel: CancelFlag)
+        throws(Scrum4MeError) -> WaitResult
+    {
         var args: [String: JSONValue] = ["wait_seconds": .number(Double(seconds))]
         if let product { args["product_id"] = .string(product) }
         if let tier { args["capability"] = .string(tier) }
@@ -139,7 +146,9 @@ public struct Scrum4Me: Sendable {
         try tool("job_heartbeat", ["job_id": .string(jobId)])
     }
 
-    public func updateJobStatus(jobId: String, status: String, branch: String? = nil, summary: String? = nil, error: String? = nil) throws(Scrum4MeError) -> JSONValue {
+    public func updateJobStatus(
+        jobId: String, status: String, branch: String? = nil, summary: String? = nil, error: String? = nil
+    ) throws(Scrum4MeError) -> JSONValue {
         var args: [String: JSONValue] = ["job_id": .string(jobId), "status": .string(status)]
         if let branch { args["branch"] = .string(branch) }
         if let summary { args["summary"] = .string(String(summary.prefix(4000))) }

@@ -63,7 +63,9 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
 
     public func setProtocolVersion(_ version: String) {}
 
-    public func request(_ message: JSONValue, id: Int, timeout: Double, cancel: CancelFlag?) throws(MCPError) -> JSONValue {
+    public func request(_ message: JSONValue, id: Int, timeout: Double, cancel: CancelFlag?) throws(MCPError)
+        -> JSONValue
+    {
         let waiter = Waiter()
         if let reason = state.withLock({ s -> String? in
             if let reason = s.closedReason { return reason }
@@ -82,7 +84,9 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
                 // Tell the server to stop working on it (it may already have answered).
                 try? notify([
                     "jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": ["requestId": .number(Double(id)), "reason": left <= 0 ? "timeout" : "cancelled"],
+                    "params": [
+                        "requestId": .number(Double(id)), "reason": left <= 0 ? "timeout" : "cancelled",
+                    ],
                 ])
                 if cancel?.isCancelled == true && left > 0 { throw .cancelled }
                 throw .timeout
@@ -148,7 +152,9 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
             if let id = message["id"], message["method"]?.string == "ping" {
                 try? send(["jsonrpc": "2.0", "id": id, "result": [:]])
             } else if let id = message["id"] {
-                try? send(["jsonrpc": "2.0", "id": id, "error": ["code": -32601, "message": "method not found"]])
+                try? send([
+                    "jsonrpc": "2.0", "id": id, "error": ["code": -32601, "message": "method not found"],
+                ])
             }
             return true
         }

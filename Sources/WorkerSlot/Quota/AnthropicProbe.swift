@@ -93,7 +93,7 @@ public struct AnthropicProbe: Sendable {
                 status: status,
                 message:
                     "\(apiMessage(body)) (sent as \(kind == .oauth ? "an OAuth token" : "an API key");"
-                        + " [agent] credential_kind sets the kind)"
+                    + " [agent] credential_kind sets the kind)"
             )
         default:
             throw .http(status: status, message: apiMessage(body))

@@ -33,7 +33,8 @@ public struct AgentLaunch: Sendable {
     /// The prompt for a job: `<prompt_dir>/<KIND>.md`, else `<prompt_dir>/default.md`,
     /// else the built-in text for the kind. `{payload_path}`, `{kind}` and `{job_id}`
     /// are filled in.
-    public static func prompt(kind: String, jobId: String, payloadPath: String, promptDir: String?) -> String {
+    public static func prompt(kind: String, jobId: String, payloadPath: String, promptDir: String?) -> String
+    {
         var template = builtInPrompts[kind] ?? defaultPrompt
         if let dir = promptDir {
             for name in ["\(kind).md", "default.md"] {
@@ -57,37 +58,42 @@ public struct AgentLaunch: Sendable {
 
     static let builtInPrompts: [String: String] = [
         "TASK_IMPLEMENTATION": """
-            You are a Scrum4Me worker implementing one task. Read the job at {payload_path}: \
-            the task, its plan, the worktree (your current directory) and branch. Implement \
-            it, run the project's checks, commit on the branch, call verify_task_against_plan, \
-            then update_job_status(job_id {job_id}, done, branch, summary). If you cannot \
-            finish, report failed with the reason. Never call wait_for_job or job_heartbeat.
-            """,
+        You are a Scrum4Me worker implementing one task. Read the job at {payload_path}: \
+        the task, its plan, the worktree (your current directory) and branch. Implement \
+        it, run the project's checks, commit on the branch, call verify_task_against_plan, \
+        then update_job_status(job_id {job_id}, done, branch, summary). If you cannot \
+        finish, report failed with the reason. Never call wait_for_job or job_heartbeat.
+        """,
         "SPRINT_IMPLEMENTATION": """
-            You are a Scrum4Me worker running a sprint. The job at {payload_path} lists the \
-            task executions; work through them in order in the current worktree, committing \
-            each, reporting progress with the task tools. When done, update_job_status(job_id \
-            {job_id}, done). If quota runs out, stop and report failed with an error starting \
-            QUOTA_PAUSE:. Never call wait_for_job or job_heartbeat.
-            """,
+        You are a Scrum4Me worker running a sprint. The job at {payload_path} lists the \
+        task executions; work through them in order in the current worktree, committing \
+        each, reporting progress with the task tools. When done, update_job_status(job_id \
+        {job_id}, done). If quota runs out, stop and report failed with an error starting \
+        QUOTA_PAUSE:. Never call wait_for_job or job_heartbeat.
+        """,
         "PR_REVIEW": """
-            You are a Scrum4Me reviewer. Review the pull request described in {payload_path} \
-            and report your findings as the summary of update_job_status(job_id {job_id}, \
-            done). Never call wait_for_job or job_heartbeat.
-            """,
+        You are a Scrum4Me reviewer. Review the pull request described in {payload_path} \
+        and report your findings as the summary of update_job_status(job_id {job_id}, \
+        done). Never call wait_for_job or job_heartbeat.
+        """,
     ]
 
     /// Claude Code flags from the job's `config`.
     public static func flags(config: JSONValue?, mcpConfigPath: String, prompt: String) -> [String] {
-        var args = ["-p", prompt, "--output-format", "stream-json", "--verbose",
-                    "--mcp-config", mcpConfigPath, "--strict-mcp-config"]
+        var args = [
+            "-p", prompt, "--output-format", "stream-json", "--verbose",
+            "--mcp-config", mcpConfigPath, "--strict-mcp-config",
+        ]
         if let model = config?["model"]?.string, !model.isEmpty { args += ["--model", model] }
         if let budget = config?["thinking_budget"]?.int, let effort = effort(forThinkingBudget: budget) {
             args += ["--effort", effort]
         }
-        if let mode = config?["permission_mode"]?.string, !mode.isEmpty { args += ["--permission-mode", mode] }
+        if let mode = config?["permission_mode"]?.string, !mode.isEmpty {
+            args += ["--permission-mode", mode]
+        }
         if let turns = config?["max_turns"]?.int, turns > 0 { args += ["--max-turns", "\(turns)"] }
-        var tools = config?["allowed_tools"]?.array?.compactMap(\.string)
+        var tools =
+            config?["allowed_tools"]?.array?.compactMap(\.string)
             ?? config?["allowed_tools"]?.string.map { $0.split(separator: ",").map(String.init) } ?? []
         // The agent never gets the slot's own tools.
         tools.removeAll { $0.hasSuffix("wait_for_job") || $0.hasSuffix("job_heartbeat") }

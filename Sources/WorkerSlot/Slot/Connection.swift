@@ -29,7 +29,8 @@ final class Connection: @unchecked Sendable {
         self.transport = transport
         self.server = server
         self.instanceId = instanceId
-        self.api = Scrum4Me(client: MCPClient(transport: transport), timeout: slot.context.config.scrum4me.requestTimeout)
+        self.api = Scrum4Me(
+            client: MCPClient(transport: transport), timeout: slot.context.config.scrum4me.requestTimeout)
     }
 
     var isBroken: Bool {
@@ -63,7 +64,8 @@ final class Connection: @unchecked Sendable {
                 environment: env, directory: home, stderr: logFD >= 0 ? logFD : nil)
             let transport = try StdioTransport(request: request, logFD: logFD >= 0 ? logFD : nil)
             try? context.store.setServerProcess(spec.name, ProcessIdentity.of(pid: transport.child.pid))
-            connection = Connection(slot: slot, transport: transport, server: transport.child, instanceId: instanceId)
+            connection = Connection(
+                slot: slot, transport: transport, server: transport.child, instanceId: instanceId)
         case .http:
             let transport = HTTPTransport(
                 url: config.scrum4me.url!, token: token,
@@ -72,7 +74,8 @@ final class Connection: @unchecked Sendable {
         }
 
         do {
-            try connection.api.client.initialize(clientName: "fleet-\(spec.name)", timeout: config.scrum4me.requestTimeout)
+            try connection.api.client.initialize(
+                clientName: "fleet-\(spec.name)", timeout: config.scrum4me.requestTimeout)
         } catch {
             // A server that died at start: keep its exit status for the slot's status.
             if let exit = connection.server?.wait(seconds: 0.5) {
@@ -83,14 +86,17 @@ final class Connection: @unchecked Sendable {
             throw error
         }
         connection.startTicker()
-        slot.logger.notice("connected", ("instance", instanceId), ("transport", config.scrum4me.transport.rawValue),
-                           ("pid", connection.server?.pid))
+        slot.logger.notice(
+            "connected", ("instance", instanceId), ("transport", config.scrum4me.transport.rawValue),
+            ("pid", connection.server?.pid))
         return connection
     }
 
     /// The stdio server's environment: the slot's identity and roots, no other secret
     /// than the token and the env file's entries.
-    static func serverEnvironment(slot: Slot, token: String, instanceId: String, home: String) throws -> [String: String] {
+    static func serverEnvironment(slot: Slot, token: String, instanceId: String, home: String) throws
+        -> [String: String]
+    {
         let context = slot.context
         let spec = slot.spec
         var env = context.childBaseEnvironment

@@ -23,7 +23,9 @@ enum FailurePolicy {
 
     static let retriedKinds: Set<String> = ["TASK_IMPLEMENTATION", "SPRINT_IMPLEMENTATION"]
 
-    static func verdict(kind: String, ending: Slot.AgentEnding, excerpt: String, timeout: Double, quotaExhausted: Bool) -> Verdict {
+    static func verdict(
+        kind: String, ending: Slot.AgentEnding, excerpt: String, timeout: Double, quotaExhausted: Bool
+    ) -> Verdict {
         let retried = retriedKinds.contains(kind)
         let tail = excerpt.isEmpty ? "" : ": \(excerpt)"
         var error: String
@@ -31,12 +33,16 @@ enum FailurePolicy {
         case .timedOut:
             error = "agent timed out after \(formatDuration(timeout))"
         case .exited(.exited(0)):
-            if retried { return .release("agent exited without reporting a status; the job is retried after its lease") }
+            if retried {
+                return .release("agent exited without reporting a status; the job is retried after its lease")
+            }
             error = "agent exited without reporting a status"
         case .exited(.exited(let code)):
             error = "agent failed (exit \(code))\(tail)"
         case .exited(.signaled(let sig)):
-            if retried && !quotaExhausted { return .release("agent killed by signal \(sig); the job is retried after its lease") }
+            if retried && !quotaExhausted {
+                return .release("agent killed by signal \(sig); the job is retried after its lease")
+            }
             error = "agent killed by signal \(sig)\(tail)"
         case .aborted, .lostJob, .cancelled:
             return .release("interrupted by the fleet")

@@ -73,9 +73,13 @@ extension Slot {
     /// deleting work).
     func prepareWorktrees() {
         for (product, root) in spec.repoRoots.sorted(by: { $0.key < $1.key }) {
-            if !FileManager.default.fileExists(atPath: root + "/.git") && !FileManager.default.fileExists(atPath: root + "/HEAD") {
+            if !FileManager.default.fileExists(atPath: root + "/.git")
+                && !FileManager.default.fileExists(atPath: root + "/HEAD")
+            {
                 guard let url = spec.repoURLs[product] else {
-                    logger.warning("repository missing and no URL to clone it from", ("product", product), ("path", root))
+                    logger.warning(
+                        "repository missing and no URL to clone it from", ("product", product), ("path", root)
+                    )
                     continue
                 }
                 try? makeDirectories(directoryOf(root), mode: 0o755)
@@ -107,7 +111,10 @@ extension Slot {
             return
         }
         // Remove it from its main repository (git refuses to remove the worktree it runs in).
-        guard let common = try? git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], in: path), common.ok else { return }
+        guard
+            let common = try? git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], in: path),
+            common.ok
+        else { return }
         let repo = directoryOf(common.output.trimmingCharacters(in: " \n"))
         let removed = try? git.run(["worktree", "remove", path], in: repo)
         if removed?.ok == true {

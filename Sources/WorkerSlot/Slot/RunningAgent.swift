@@ -67,7 +67,9 @@ final class RunningAgent: @unchecked Sendable {
                 if keepTail {
                     tail.withLock { t in
                         t.append(contentsOf: buffer[0..<n])
-                        if t.count > RunningAgent.tailLimit { t.removeFirst(t.count - RunningAgent.tailLimit) }
+                        if t.count > RunningAgent.tailLimit {
+                            t.removeFirst(t.count - RunningAgent.tailLimit)
+                        }
                     }
                 }
             }
@@ -132,7 +134,6 @@ final class CappedSink: @unchecked Sendable {
         close(fd)
     }
 }
-
 
 /// A DispatchGroup with a timed wait in seconds.
 final class DispatchGroupBox: @unchecked Sendable {

@@ -19,7 +19,8 @@ public enum Secrets {
             throw SecretError(path: path, reason: "cannot be read")
         }
         let text = String(decoding: data, as: UTF8.self)
-        let value = text.split(whereSeparator: \.isNewline).first.map(String.init)?
+        let value =
+            text.split(whereSeparator: \.isNewline).first.map(String.init)?
             .trimmingCharacters(in: " \t\r") ?? ""
         guard !value.isEmpty else { throw SecretError(path: path, reason: "is empty") }
         return value
@@ -31,7 +32,9 @@ public enum Secrets {
             throw SecretError(path: path, reason: "cannot be read")
         }
         var env: [String: String] = [:]
-        for (index, raw) in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).enumerated() {
+        for (index, raw) in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+            .enumerated()
+        {
             var line = raw.trimmingCharacters(in: " \t\r")
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("export ") { line = String(line.dropFirst(7)) }

@@ -57,10 +57,13 @@ extension Slot {
             if outcome == .done { s.jobsDone += 1 }
             if outcome == .failed { s.jobsFailed += 1 }
         }
-        log.notice("job finished", ("outcome", outcome.rawValue), ("detail", detail.map { String($0.prefix(200)) }))
+        log.notice(
+            "job finished", ("outcome", outcome.rawValue), ("detail", detail.map { String($0.prefix(200)) }))
     }
 
-    private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger, answeredAt: UInt64) -> (JobOutcome, String?) {
+    private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger, answeredAt: UInt64) -> (
+        JobOutcome, String?
+    ) {
         // The payload file and the agent's MCP config live in the slot's private dir.
         let dir = context.slotDir(spec.name)
         let payloadPath = "\(dir)/payload-\(claim.jobId).json"
@@ -81,13 +84,15 @@ extension Slot {
                     _ = chown(path, user.uid, user.gid)
                 }
             }
-            agent = try RunningAgent.start(launch, logPath: "\(context.jobLogDir)/\(claim.jobId).log", cap: context.config.agent.logCap)
+            agent = try RunningAgent.start(
+                launch, logPath: "\(context.jobLogDir)/\(claim.jobId).log", cap: context.config.agent.logCap)
         } catch {
             // The agent never started: the job can be retried elsewhere, so let it lapse.
             log.error("agent did not start", ("error", error))
             return (.released, "agent did not start: \(error)")
         }
-        try? context.store.recordAgent(slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
+        try? context.store.recordAgent(
+            slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
         log.info("agent started", ("pid", agent.child.pid), ("claim_answer_ns", answeredAt))
 
         var conn = conn
@@ -108,7 +113,9 @@ extension Slot {
 
     /// Waits for the agent while renewing the lease; stops it on timeout, abort, or a
     /// lease the server refuses.
-    private func superviseAgent(_ agent: RunningAgent, _ claim: Claim, _ conn: inout Connection, _ log: Logger) -> AgentEnding {
+    private func superviseAgent(
+        _ agent: RunningAgent, _ claim: Claim, _ conn: inout Connection, _ log: Logger
+    ) -> AgentEnding {
         let started = monotonicSeconds()
         let leaseInterval = context.config.scrum4me.leaseInterval
         var nextRenewal = started + leaseInterval
@@ -149,7 +156,8 @@ extension Slot {
                     renewing = false
                     continue
                 }
-                log.warning("lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
+                log.warning(
+                    "lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
                 agent.child.stop(killAfter: killAfter)
                 if serverState == "CANCELLED" || failure.isCancellation { return .cancelled("\(failure)") }
                 return .lostJob("\(failure)")
@@ -174,7 +182,9 @@ extension Slot {
     }
 
     /// Step 6: ask the server, report what the agent did not, record the outcome.
-    private func settle(_ claim: Claim, _ conn: Connection, _ agent: RunningAgent, _ ending: AgentEnding, _ log: Logger) -> (JobOutcome, String?) {
+    private func settle(
+        _ claim: Claim, _ conn: Connection, _ agent: RunningAgent, _ ending: AgentEnding, _ log: Logger
+    ) -> (JobOutcome, String?) {
         switch ending {
         case .aborted:
             return (.released, "released by the fleet; the server requeues it when its lease lapses")
@@ -227,7 +237,9 @@ extension Slot {
         return reading.pct <= 0 || reading.pct < state.withLock { $0.quotaFloor }
     }
 
-    private func agentLaunch(_ claim: Claim, _ conn: Connection, payloadPath: String, mcpPath: String) throws -> AgentLaunch {
+    private func agentLaunch(_ claim: Claim, _ conn: Connection, payloadPath: String, mcpPath: String) throws
+        -> AgentLaunch
+    {
         let config = context.config
         let jobInstance = "\(conn.instanceId)-job-\(claim.jobId.prefix(8))"
         let token = try Secrets.read(spec.tokenFile)
@@ -236,7 +248,8 @@ extension Slot {
         var server: JSONValue
         switch config.scrum4me.transport {
         case .stdio:
-            var env = try Connection.serverEnvironment(slot: self, token: token, instanceId: jobInstance, home: home)
+            var env = try Connection.serverEnvironment(
+                slot: self, token: token, instanceId: jobInstance, home: home)
             env["PATH"] = context.childBaseEnvironment["PATH"]
             server = [
                 "command": .string(config.scrum4me.command[0]),
@@ -283,7 +296,9 @@ extension Slot {
         setup.parentDeathSignal = SIGKILL
         #endif
         if let name = config.agent.user, getuid() == 0 {
-            guard let pw = getpwnam(name) else { throw SecretError(path: "agent.user", reason: "no user named \(name)") }
+            guard let pw = getpwnam(name) else {
+                throw SecretError(path: "agent.user", reason: "no user named \(name)")
+            }
             setup.user = (pw.pointee.pw_uid, pw.pointee.pw_gid)
         }
         return AgentLaunch(

@@ -116,8 +116,11 @@ public final class Slot: @unchecked Sendable {
             defer { s = (spec, context) }
             return s
         }
-        let rotated = (try? Secrets.read(spec.tokenFile)).map(tokenFingerprint) != state.withLock { $0.tokenFingerprint }
-        let reconnect = rotated || old.0.repoRoots != spec.repoRoots || old.0.worktreeRoot != spec.worktreeRoot
+        let rotated =
+            (try? Secrets.read(spec.tokenFile)).map(tokenFingerprint)
+            != state.withLock { $0.tokenFingerprint }
+        let reconnect =
+            rotated || old.0.repoRoots != spec.repoRoots || old.0.worktreeRoot != spec.worktreeRoot
             || old.0.runtime != spec.runtime || old.0.capabilities != spec.capabilities
             || old.1.config.scrum4me != context.config.scrum4me
         state.withLock { s in
@@ -209,18 +212,23 @@ public final class Slot: @unchecked Sendable {
 
     private func run() {
         prepareWorktrees()
-        var backoff = Backoff(min: context.config.scrum4me.backoffMin, max: context.config.scrum4me.backoffMax)
+        var backoff = Backoff(
+            min: context.config.scrum4me.backoffMin, max: context.config.scrum4me.backoffMax)
         var connection: Connection?
         defer { connection?.close(killAfter: context.config.fleet.killTimeout) }
 
         while true {
             // A job may have replaced a broken connection (the old one is closed).
-            if let fresh = replacement.withLock({ r in defer { r = nil }; return r }) {
+            if let fresh = replacement.withLock({ r in
+                defer { r = nil }; return r
+            }) {
                 connection = fresh
             }
             let wanted = desired
             if wanted == .down { break }
-            if state.withLock({ s in defer { s.restartRequested = false }; return s.restartRequested }) {
+            if state.withLock({ s in
+                defer { s.restartRequested = false }; return s.restartRequested
+            }) {
                 connection?.close(killAfter: context.config.fleet.killTimeout)
                 connection = nil
                 backoff.reset()
@@ -292,14 +300,19 @@ public final class Slot: @unchecked Sendable {
         try? context.store.incrementRestarts(spec.name)
         let detail = lastExit.map { "\(reason) (server \($0))" } ?? reason
         if count >= fleet.restartBudget {
-            transition(.failed, error: "gave up after \(count) failures in \(formatDuration(fleet.restartWindow)): \(detail)")
+            transition(
+                .failed,
+                error: "gave up after \(count) failures in \(formatDuration(fleet.restartWindow)): \(detail)")
             while desired != .down && !state.withLock({ $0.restartRequested }) { wake.wait(seconds: 1) }
             return
         }
         let delay = backoff.next()
         transition(.backoff, error: detail)
-        try? context.store.event(slot: spec.name, kind: "slot_restart_scheduled", detail: "in \(Int(delay * 1000))ms: \(detail)")
-        logger.warning("slot failed; backing off", ("error", detail), ("retry_in", formatDuration(delay)), ("failures", count))
+        try? context.store.event(
+            slot: spec.name, kind: "slot_restart_scheduled", detail: "in \(Int(delay * 1000))ms: \(detail)")
+        logger.warning(
+            "slot failed; backing off", ("error", detail), ("retry_in", formatDuration(delay)),
+            ("failures", count))
         nap(delay)
     }
 

@@ -19,7 +19,10 @@ public struct SlotContext: Sendable {
     /// Environment fleetd was started with (PATH, LANG, ...), the base for children.
     public var baseEnvironment: [String: String]
 
-    public init(config: FleetConfig, store: Store, logger: Logger, quota: QuotaBoard, baseEnvironment: [String: String]) {
+    public init(
+        config: FleetConfig, store: Store, logger: Logger, quota: QuotaBoard,
+        baseEnvironment: [String: String]
+    ) {
         self.config = config
         self.store = store
         self.logger = logger
