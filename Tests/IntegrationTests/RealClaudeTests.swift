@@ -328,7 +328,8 @@ final class RealClaudeTests: XCTestCase {
         let deadline = Date().addingTimeInterval(10)
         while kill(pid, 0) == 0 && Date() < deadline {
             var status: Int32 = 0
-            _ = waitpid(pid, &status, WNOHANG)  // ours only if fleetd exited and left it to us; harmless otherwise
+            // Ours only if fleetd exited and left it to us; harmless otherwise.
+            _ = waitpid(pid, &status, WNOHANG)
             usleep(20_000)
         }
         if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
