@@ -65,4 +65,26 @@ import Testing
             #expect(!error.description.contains("secret-value-1"))
         }
     }
+
+    /// The cached counts follow claims, outcomes and re-claims exactly as a fresh count does.
+    @Test func cachedJobCountsMatchTheTable() throws {
+        let path = tempDB()
+        let store = try Store(path: path)
+        try store.syncSlots(["a"], floors: [:])
+        #expect(try store.jobCounts() == [:])
+        for i in 0..<5 {
+            try store.recordClaim(
+                slot: "a", jobId: "j\(i)", kind: "K", worktree: nil, branch: nil, at: Date())
+        }
+        try store.finishJob(slot: "a", jobId: "j0", outcome: "done", error: nil, at: Date(), nextState: .idle)
+        try store.finishJob(
+            slot: "a", jobId: "j1", outcome: "released", error: nil, at: Date(), nextState: .idle)
+        try store.recordClaim(slot: "a", jobId: "j1", kind: "K", worktree: nil, branch: nil, at: Date())
+        try store.finishJob(
+            slot: "a", jobId: "j1", outcome: "failed", error: "x", at: Date(), nextState: .idle)
+        try store.finishJob(slot: "a", jobId: "j2", outcome: "done", error: nil, at: Date(), nextState: .idle)
+        let fresh = try Store(readOnlyPath: path).jobCounts()
+        #expect(try store.jobCounts() == fresh)
+        #expect(fresh == ["done": 2, "failed": 1, "running": 2])
+    }
 }

@@ -77,9 +77,15 @@ public final class Store: @unchecked Sendable {
         ),
     ]
 
+    /// Jobs per outcome, kept up to date by the writes (nil until first read): a status
+    /// call must not count the whole history, which grows with every job.
+    private var counts: [String: Int]?
+
     /// Opens the database at `path`, migrating it forward.
     public init(path: String) throws {
         db = try Database(path: path)
+        // A small page cache: the daemon's memory stays flat as the history grows.
+        try db.execute("PRAGMA cache_size = -256")
         try migrate()
     }
 
@@ -210,7 +216,8 @@ public final class Store: @unchecked Sendable {
         slot: String, jobId: String, kind: String, worktree: String?, branch: String?, at date: Date
     ) throws {
         try locked {
-            try db.transaction {
+            let previous = try db.transaction { () throws -> String? in
+                let previous = try outcome(of: jobId)
                 try db.run(
                     """
                     INSERT INTO jobs (id, slot, kind, claimed_at, outcome, worktree, branch)
@@ -222,8 +229,21 @@ public final class Store: @unchecked Sendable {
                     "UPDATE slots SET state = 'busy', job_id = ?, since = ? WHERE name = ?", jobId, date, slot
                 )
                 try appendEvent(slot: slot, job: jobId, kind: "job_claimed", detail: kind, at: date)
+                return previous
             }
+            count(from: previous, to: "running")
         }
+    }
+
+    private func outcome(of jobId: String) throws -> String? {
+        try db.all("SELECT outcome FROM jobs WHERE id = ?", jobId) { $0.string(0) }.first ?? nil
+    }
+
+    /// Moves one job between outcomes in the cached counts (caller holds the lock).
+    private func count(from old: String?, to new: String) {
+        guard counts != nil else { return }
+        if let old { counts![old, default: 1] -= 1 }
+        counts![new, default: 0] += 1
     }
 
     /// Records the agent's process for a job (and on its slot), for reconciliation.
@@ -245,7 +265,8 @@ public final class Store: @unchecked Sendable {
         slot: String, jobId: String, outcome: String, error: String?, at date: Date, nextState: SlotState
     ) throws {
         try locked {
-            try db.transaction {
+            let previous = try db.transaction { () throws -> String? in
+                let previous = try self.outcome(of: jobId)
                 try db.run(
                     "UPDATE jobs SET outcome = ?, error = ?, finished_at = ? WHERE id = ?", outcome, error,
                     date, jobId)
@@ -255,7 +276,9 @@ public final class Store: @unchecked Sendable {
                     WHERE name = ? AND job_id = ?
                     """, nextState.rawValue, date, slot, jobId)
                 try appendEvent(slot: slot, job: jobId, kind: "job_\(outcome)", detail: error, at: date)
+                return previous
             }
+            if previous != nil { count(from: previous, to: outcome) }
         }
     }
 
@@ -297,10 +320,12 @@ public final class Store: @unchecked Sendable {
     /// Number of jobs per outcome.
     public func jobCounts() throws -> [String: Int] {
         try locked {
+            if let counts { return counts.filter { $0.value > 0 } }
             var out: [String: Int] = [:]
             try db.query("SELECT outcome, COUNT(*) FROM jobs GROUP BY outcome", []) { r in
                 out[r.string(0) ?? ""] = r.int(1)
             }
+            counts = out
             return out
         }
     }

@@ -10,11 +10,24 @@ import Synchronization
 /// A flag another thread sets to abort a transfer in progress.
 public final class CancelFlag: Sendable {
     private let flag = Atomic<Bool>(false)
+    private let waiters = Mutex<[Signal]>([])
 
     public init() {}
 
-    public func cancel() { flag.store(true, ordering: .relaxed) }
+    /// Sets the flag and wakes every attached waiter.
+    public func cancel() {
+        flag.store(true, ordering: .relaxed)
+        waiters.withLock { $0 }.forEach { $0.fire() }
+    }
+
     public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+
+    /// Fires `signal` on cancel (at once when already cancelled), so that a waiter
+    /// sleeps until its answer or its cancel instead of polling.
+    public func attach(_ signal: Signal) {
+        waiters.withLock { $0.append(signal) }
+        if isCancelled { signal.fire() }
+    }
 }
 
 /// A failed HTTP exchange, by what went wrong on the wire.

@@ -22,9 +22,9 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
     private let input: Int32
     private let writeLock = Mutex(())
 
-    private final class Waiter: @unchecked Sendable {
+    private final class Waiter: Sendable {
         let signal = Signal()
-        var response: JSONValue?
+        let response = Mutex<JSONValue?>(nil)
     }
 
     private struct State {
@@ -77,7 +77,9 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
         try send(message)
 
         let deadline = monotonicSeconds() + timeout
+        cancel?.attach(waiter.signal)
         while true {
+            if waiter.response.withLock({ $0 }) != nil || state.withLock({ $0.closedReason }) != nil { break }
             let left = deadline - monotonicSeconds()
             if left <= 0 || cancel?.isCancelled == true {
                 state.withLock { _ = $0.waiters.removeValue(forKey: id) }
@@ -91,9 +93,10 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
                 if cancel?.isCancelled == true && left > 0 { throw .cancelled }
                 throw .timeout
             }
-            if waiter.signal.wait(seconds: min(left, 0.25)) { break }
+            // Woken by the answer, a cancel, or a closed channel; no polling while idle.
+            waiter.signal.wait(seconds: left)
         }
-        guard let response = waiter.response else {
+        guard let response = waiter.response.withLock({ $0 }) else {
             throw .serverExited(state.withLock { $0.closedReason } ?? "closed")
         }
         return response
@@ -160,7 +163,7 @@ public final class StdioTransport: MCPTransport, @unchecked Sendable {
         }
         guard let id = message["id"]?.int else { return true }
         let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-        waiter?.response = message
+        waiter?.response.withLock { $0 = message }
         waiter?.signal.fire()
         return true
     }

@@ -152,7 +152,9 @@ final class Connection: @unchecked Sendable {
         stopTicker.fire()
         transport.close()
         if let server {
-            if server.wait(seconds: min(2, killAfter)) == nil {
+            // A server that does not leave on EOF within half a second gets TERM (it
+            // removes its presence on TERM as well), then KILL.
+            if server.wait(seconds: min(0.5, killAfter)) == nil {
                 server.stop(killAfter: killAfter)
             }
             try? slot.context.store.setServerProcess(slot.spec.name, nil)
