@@ -138,6 +138,11 @@ struct Routes: Sendable {
         return request.slots
     }
 
+    /// `limit` from the query, clamped to 1...10,000 (never trusted as given).
+    private func queryLimit(_ request: HTTPRequest, default value: Int) -> Int {
+        max(1, min(request.query["limit"].flatMap(Int.init) ?? value, 10_000))
+    }
+
     private func health() -> HTTPResponse {
         let status = supervisor.status()
         let bad = status.slots.filter { $0.state == .failed || $0.state == .tokenRejected }
@@ -146,9 +151,8 @@ struct Routes: Sendable {
     }
 
     private func jobs(_ request: HTTPRequest) throws(APIFailure) -> HTTPResponse {
-        let limit = request.query["limit"].flatMap(Int.init) ?? 100
         do {
-            return jsonResponse(try supervisor.context.store.jobs(limit: max(1, min(limit, 10_000))))
+            return jsonResponse(try supervisor.context.store.jobs(limit: queryLimit(request, default: 100)))
         } catch {
             throw APIFailure(status: 500, message: "read jobs: \(error)")
         }
@@ -162,14 +166,13 @@ struct Routes: Sendable {
         if request.query["follow"] == nil {
             do {
                 let all = try store.events(after: after, limit: 10_000)
-                let limit = request.query["limit"].flatMap(Int.init) ?? 100
-                return jsonResponse(Array(all.suffix(limit)))
+                return jsonResponse(Array(all.suffix(queryLimit(request, default: 100))))
             } catch {
                 throw APIFailure(status: 500, message: "read events: \(error)")
             }
         }
         if after == 0, let last = try? store.events(after: 0, limit: 1_000_000).last?.id {
-            after = max(0, last - Int64(request.query["limit"].flatMap(Int.init) ?? 10))
+            after = max(0, last - Int64(queryLimit(request, default: 10)))
         }
         let start = after
         return HTTPResponse(streaming: "application/x-ndjson") { write in
@@ -218,7 +221,7 @@ struct Routes: Sendable {
         guard let tail = LogTail(path: path) else {
             throw APIFailure(status: 404, message: "no log yet at \(path)")
         }
-        let bytes = request.query["bytes"].flatMap(Int.init) ?? 65536
+        let bytes = max(0, min(request.query["bytes"].flatMap(Int.init) ?? 65536, 16 << 20))
         if request.query["follow"] == nil {
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: tail.last(bytes))

@@ -81,6 +81,28 @@ import Testing
             ("name = \"nas\"", "name = \"nas box\"", "fleet.name", "\"nas box\" must be letters", 4),
             ("name = \"nas\"", "nmae = \"nas\"", "fleet.nmae", "unknown key", 4),
             ("count = 3", "count = 0", "slot[1].count", "0 must be between 1 and 256", 30),
+            (
+                "lease_interval = \"250ms\"", "lease_interval = \"0s\"", "scrum4me.lease_interval",
+                "must be longer than 0", 14
+            ),
+            ("grace = \"30s\"", "grace = \"99999999999999999999s\"", "fleet.grace", "longer than a year", 7),
+            (
+                "timeout = \"2h\"", "timeout = \"2h\"\nopen_files = -1", "agent.open_files",
+                "-1 must be 0 (no limit) or more", 19
+            ),
+            (
+                "timeout = \"2h\"", "timeout = \"2h\"\nmemory_limit = \"99999999999T\"", "agent.memory_limit",
+                "too large", 19
+            ),
+            (
+                "timeout = \"2h\"", "timeout = \"2h\"\ncpu_limit = \"9999999999h\"", "agent.cpu_limit",
+                "longer than a year", 19
+            ),
+            (
+                "socket = \"/run/fleet/fleetd.sock\"",
+                "socket = \"/run/\(String(repeating: "s", count: 120))\"", "fleet.socket",
+                "too long for a Unix socket", 6
+            ),
         ] as [(String, String, String, String, Int)])
     func rejectsBadValues(find: String, replace: String, key: String, message: String, line: Int) {
         let text = Self.valid.replacing(find, with: replace)
@@ -154,5 +176,41 @@ import Testing
             #expect(error.line == nil)
             #expect(error.message.contains("\"soon\""))
         }
+    }
+
+    @Test func twoSpellingsOfOneCloneAreOneClone() {
+        let text = Self.valid.replacing(
+            "[[slot]]\nname = \"sprint-{n}\"",
+            with:
+                "[[slot]]\nname = \"beta\"\ntoken_file = \"/t/beta\"\nrepo_roots = { \"p\" = \"/data/repos/alpha/./webapp/\" }\n\n[[slot]]\nname = \"sprint-{n}\""
+        )
+        do {
+            _ = try FleetConfig.parse(text, path: "f")
+            Issue.record("shared clone accepted")
+        } catch {
+            #expect(error.message.contains("each slot needs its own clone"), "\(error)")
+        }
+    }
+
+    @Test func worktreesMayNotNestInClones() {
+        let text = Self.valid.replacing(
+            "worktree_root = \"/data/worktrees/alpha\"",
+            with: "worktree_root = \"/data/repos/alpha/webapp/wt\"")
+        #expect(throws: ConfigError.self) { try FleetConfig.parse(text, path: "f") }
+    }
+
+    @Test func misspelledOverridesAreErrors() {
+        do {
+            _ = try FleetConfig.parse(Self.valid, path: "f", environment: ["FLEET_FLEET_GRAC": "5s"])
+            Issue.record("misspelled override ignored")
+        } catch {
+            #expect(error.key == "fleet.grac (from FLEET_FLEET_GRAC)")
+        }
+    }
+
+    @Test func backoffBoundsAreOrdered() {
+        let text = Self.valid.replacing(
+            "wait_seconds = 300", with: "wait_seconds = 300\nbackoff_min = \"10m\"\nbackoff_max = \"1m\"")
+        #expect(throws: ConfigError.self) { try FleetConfig.parse(text, path: "f") }
     }
 }

@@ -20,6 +20,14 @@ import Testing
         #expect(r.body == Array("{}".utf8))
     }
 
+    /// Empty keys in a query ("?=", "&=x", "&&") are skipped, never a crash.
+    @Test(arguments: ["/v1/status?=", "/v1/status?a=1&=", "/v1/status?=x&&b", "/v1/status?&"])
+    func emptyQueryPairsAreSkipped(target: String) throws {
+        let r = try #require(try parse("GET \(target) HTTP/1.1\r\n\r\n"))
+        #expect(r.path == "/v1/status")
+        #expect(!r.query.keys.contains(""))
+    }
+
     @Test func waitsForMoreBytes() throws {
         #expect(try parse("GET /v1/status HTTP/1.1\r\nHost: x\r\n") == nil)
         #expect(try parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}") == nil)
@@ -34,6 +42,7 @@ import Testing
         ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         ("POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 0\r\n\r\n{}", 400),
         ("GET /" + String(repeating: "a", count: 5000) + " HTTP/1.1\r\n\r\n", 414),
         ("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 20000) + "\r\n\r\n", 431),
     ])

@@ -50,13 +50,21 @@ extension FleetConfig {
         try fleetR.check("name", fleet.name, "must be letters, digits, '-' or '_'") { isName($0) }
         fleet.stateDir = try fleetR.path("state_dir") ?? fleet.stateDir
         fleet.socket = try fleetR.path("socket") ?? fleet.socket
+        #if os(Linux)
+        let socketLimit = 107
+        #else
+        let socketLimit = 103
+        #endif
+        try fleetR.check("socket", fleet.socket, "is over \(socketLimit) bytes, too long for a Unix socket") {
+            $0.utf8.count <= socketLimit
+        }
         fleet.logDir = try fleetR.path("log_dir") ?? fleet.stateDir + "/logs"
         fleet.grace = try fleetR.duration("grace") ?? fleet.grace
-        fleet.killTimeout = try fleetR.duration("kill_timeout") ?? fleet.killTimeout
+        fleet.killTimeout = try fleetR.duration("kill_timeout", positive: true) ?? fleet.killTimeout
         fleet.slots = try fleetR.int("slots")
         fleet.restartBudget = try fleetR.int("restart_budget") ?? fleet.restartBudget
         try fleetR.check("restart_budget", fleet.restartBudget, "must be at least 1") { $0 >= 1 }
-        fleet.restartWindow = try fleetR.duration("restart_window") ?? fleet.restartWindow
+        fleet.restartWindow = try fleetR.duration("restart_window", positive: true) ?? fleet.restartWindow
         fleet.readGroup = try fleetR.string("read_group")
         if let level = try fleetR.string("log_level") {
             guard let parsed = LogLevel.allCases.first(where: { $0.name == level }) else {
@@ -89,11 +97,18 @@ extension FleetConfig {
         try s4mR.check("wait_seconds", s4m.waitSeconds, "must be between 1 and 600") {
             (1...600).contains($0)
         }
-        s4m.heartbeatInterval = try s4mR.duration("heartbeat_interval") ?? s4m.heartbeatInterval
-        s4m.leaseInterval = try s4mR.duration("lease_interval") ?? s4m.leaseInterval
-        s4m.requestTimeout = try s4mR.duration("request_timeout") ?? s4m.requestTimeout
+        s4m.heartbeatInterval =
+            try s4mR.duration("heartbeat_interval", positive: true) ?? s4m.heartbeatInterval
+        s4m.leaseInterval = try s4mR.duration("lease_interval", positive: true) ?? s4m.leaseInterval
+        s4m.requestTimeout = try s4mR.duration("request_timeout", positive: true) ?? s4m.requestTimeout
         s4m.backoffMin = try s4mR.duration("backoff_min") ?? s4m.backoffMin
-        s4m.backoffMax = try s4mR.duration("backoff_max") ?? s4m.backoffMax
+        s4m.backoffMax = try s4mR.duration("backoff_max", positive: true) ?? s4m.backoffMax
+        if s4m.backoffMin > s4m.backoffMax {
+            throw s4mR.error(
+                "backoff_min",
+                "\(formatDuration(s4m.backoffMin)) is longer than backoff_max (\(formatDuration(s4m.backoffMax)))"
+            )
+        }
         switch s4m.transport {
         case .stdio where s4m.command.isEmpty:
             throw s4mR.error("command", "is required with transport = \"stdio\"")
@@ -121,8 +136,9 @@ extension FleetConfig {
         var agent = AgentSection()
         agent.command = try agentR.stringArray("command") ?? agent.command
         if agent.command.isEmpty { throw agentR.error("command", "must name a program") }
-        agent.timeout = try agentR.duration("timeout") ?? agent.timeout
+        agent.timeout = try agentR.duration("timeout", positive: true) ?? agent.timeout
         agent.logCap = try agentR.int("log_cap") ?? agent.logCap
+        try agentR.check("log_cap", agent.logCap, "must be 0 or more bytes") { $0 >= 0 }
         agent.env = try agentR.stringTable("env") ?? [:]
         agent.args = try agentR.stringArray("args") ?? []
         agent.credentialFile = try agentR.path("credential_file")
@@ -133,7 +149,9 @@ extension FleetConfig {
         agent.githubTokenFile = try agentR.path("github_token_file")
         agent.promptDir = try agentR.path("prompt_dir")
         agent.memoryLimit = try agentR.size("memory_limit") ?? 0
-        agent.openFiles = UInt64(try agentR.int("open_files") ?? 0)
+        let openFiles = try agentR.int("open_files") ?? 0
+        try agentR.check("open_files", openFiles, "must be 0 (no limit) or more") { $0 >= 0 }
+        agent.openFiles = UInt64(openFiles)
         agent.cpuLimit = UInt64(try agentR.duration("cpu_limit") ?? 0)
         agent.user = try agentR.string("user")
         agent.logRetention = try agentR.int("log_retention") ?? agent.logRetention
@@ -175,6 +193,19 @@ func checkNothingShared(_ slots: [SlotSpec], path: String) throws(ConfigError) {
                     message: "\"\(root)\" is also slot \(other)'s clone; each slot needs its own clone")
             }
         }
+        if let wt = slot.worktreeRoot {
+            for root in slot.repoRoots.values
+            where wt == root || wt.hasPrefix(root + "/") || root.hasPrefix(wt + "/") {
+                throw ConfigError(
+                    path: path, line: nil, key: "slot \(slot.name).worktree_root",
+                    message: "\"\(wt)\" overlaps the clone \"\(root)\"; keep worktrees apart from clones")
+            }
+            for (other, name) in worktrees where wt.hasPrefix(other + "/") || other.hasPrefix(wt + "/") {
+                throw ConfigError(
+                    path: path, line: nil, key: "slot \(slot.name).worktree_root",
+                    message: "\"\(wt)\" is nested with slot \(name)'s \"\(other)\"")
+            }
+        }
         if let wt = slot.worktreeRoot, let other = worktrees.updateValue(slot.name, forKey: wt) {
             throw ConfigError(
                 path: path, line: nil, key: "slot \(slot.name).worktree_root",
@@ -187,6 +218,20 @@ func checkNothingShared(_ slots: [SlotSpec], path: String) throws(ConfigError) {
 func isName(_ s: String) -> Bool {
     !s.isEmpty && s.count <= 64
         && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+}
+
+/// An absolute path without `.`, `..`, empty or trailing components, so that two
+/// spellings of one directory compare equal.
+public func normalizePath(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/") {
+        switch part {
+        case ".": continue
+        case "..": _ = parts.popLast()
+        default: parts.append(part)
+        }
+    }
+    return "/" + parts.joined(separator: "/")
 }
 
 /// The directory part of a path, without NSString.
@@ -259,7 +304,7 @@ struct TableReader {
     mutating func path(_ key: String) throws(ConfigError) -> String? {
         guard let s = try string(key) else { return nil }
         if s.isEmpty { throw error(key, "must not be empty") }
-        return s.hasPrefix("/") ? s : "\(base)/\(s)"
+        return normalizePath(s.hasPrefix("/") ? s : "\(base)/\(s)")
     }
 
     mutating func int(_ key: String, required: Bool = false) throws(ConfigError) -> Int? {
@@ -275,20 +320,26 @@ struct TableReader {
     mutating func size(_ key: String) throws(ConfigError) -> UInt64? {
         guard let v = value(key) else { return nil }
         if case .integer(let n) = v, n >= 0 { return UInt64(n) }
+        if case .integer(let n) = v { throw error(key, "\(n) must be 0 (no limit) or more") }
         let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
         if case .string(let s) = v, let unit = s.last.flatMap({ units[Character($0.uppercased())] }),
             let n = UInt64(s.dropLast())
         {
-            return n * unit
+            let (bytes, overflow) = n.multipliedReportingOverflow(by: unit)
+            guard !overflow, bytes <= 1 << 50 else { throw error(key, "\(render(v)) is too large") }
+            return bytes
         }
         throw error(key, "\(render(v)) is not a size like 4294967296, \"512M\" or \"4G\"")
     }
 
-    mutating func duration(_ key: String) throws(ConfigError) -> Double? {
+    mutating func duration(_ key: String, positive: Bool = false) throws(ConfigError) -> Double? {
         guard let v = value(key) else { return nil }
         guard case .string(let s) = v, let seconds = parseDuration(s) else {
             throw error(key, "\(render(v)) is not a duration like \"250ms\", \"30s\", \"5m\" or \"2h\"")
         }
+        // Nothing here needs more than a year; larger values would overflow conversions.
+        guard seconds <= 366 * 86400 else { throw error(key, "\(render(v)) is longer than a year") }
+        if positive && seconds <= 0 { throw error(key, "\(render(v)) must be longer than 0") }
         return seconds
     }
 
@@ -389,12 +440,23 @@ struct TableReader {
         return specs
     }
 
-    func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
+    func absolute(_ p: String) -> String { normalizePath(p.hasPrefix("/") ? p : "\(base)/\(p)") }
 
     /// Fails on the first key that was never read.
     func finish() throws(ConfigError) {
         for key in source.keys where !used.contains(key) {
             throw error(key, "unknown key")
+        }
+        // A misspelled override must not be ignored silently.
+        let envPrefix = "FLEET_\(prefix.uppercased())_"
+        if ["fleet", "scrum4me", "quota", "agent"].contains(prefix) {
+            for name in environment.keys.sorted() where name.hasPrefix(envPrefix) {
+                let key = String(name.dropFirst(envPrefix.count)).lowercased()
+                if !used.contains(key) {
+                    throw ConfigError(
+                        path: file, line: nil, key: "\(prefix).\(key) (from \(name))", message: "unknown key")
+                }
+            }
         }
     }
 

@@ -151,6 +151,9 @@ public enum HTTPParser {
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw HTTPParseError(status: 400, message: "malformed header name")
             }
+            if name == "content-length" && headers[name] != nil {
+                throw HTTPParseError(status: 400, message: "more than one Content-Length")
+            }
             headers[name] = line[line.index(after: colon)...].trimmingSpaces()
         }
 
@@ -204,8 +207,10 @@ public enum HTTPParser {
         guard let mark = target.firstIndex(of: "?") else { return (percentDecode(target), [:]) }
         var query: [String: String] = [:]
         for pair in target[target.index(after: mark)...].split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
+            // "=1" or "=" has no key: split keeps the empty side, so kv is never empty.
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = percentDecode(String(kv[0]))
+            guard !key.isEmpty else { continue }
             query[key] = kv.count > 1 ? percentDecode(String(kv[1])) : ""
         }
         return (percentDecode(String(target[..<mark])), query)
