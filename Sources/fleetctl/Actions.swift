@@ -29,7 +29,9 @@ enum Actions {
             }
         }
         guard all != !names.isEmpty else { CLI.usageError("\(verb): name slots or pass --all (not both)") }
-        return (SlotsRequest(slots: names, all: all), wait)
+        var unique: [String] = []
+        for name in names where !unique.contains(name) { unique.append(name) }
+        return (SlotsRequest(slots: unique, all: all), wait)
     }
 
     static func drain(_ options: GlobalOptions, _ args: [String]) -> Exit {
@@ -220,7 +222,7 @@ enum Streams {
             // A configured slot's name means its server log; anything else is a job id.
             let (status, _) = try CLI.call("GET", "/v1/status", body: nil, options, as: FleetStatus.self)
             let key = status.slots.contains { $0.name == target } ? "slot" : "job"
-            let query = "\(key)=\(target)&bytes=\(bytes)"
+            let query = "\(key)=\(percentEncode(target))&bytes=\(bytes)"
             guard follow else {
                 let response = try CLI.send("GET", "/v1/logs?\(query)", options)
                 guard response.status == 200 else {
@@ -266,4 +268,18 @@ enum FileHandleOut {
         fflush(nil)
         _ = Posix.writeAll(1, bytes)
     }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+func percentEncode(_ value: String) -> String {
+    var out = ""
+    for byte in value.utf8 {
+        let c = Character(Unicode.Scalar(byte))
+        if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) {
+            out.append(c)
+        } else {
+            out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+        }
+    }
+    return out
 }

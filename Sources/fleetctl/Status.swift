@@ -81,7 +81,8 @@ enum Status {
         let slots = rows.map { row in
             SlotStatus(
                 name: row.name, desired: row.desired, state: row.state, instanceId: row.instanceId,
-                job: nil, restarts: row.restarts, lastError: row.lastError, quotaFloor: row.quotaFloor,
+                job: row.jobId.map { JobRef(id: $0, kind: "-", since: row.since ?? Date()) },
+                restarts: row.restarts, lastError: row.lastError, quotaFloor: row.quotaFloor,
                 lastHeartbeat: row.lastHeartbeat, jobsDone: bySlot[row.name]?["done"] ?? 0,
                 jobsFailed: bySlot[row.name]?["failed"] ?? 0, since: row.since)
         }

@@ -99,7 +99,10 @@ enum Daemon {
             atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let lock = try InstanceLock.acquire(path: stateDir + "/fleetd.lock")
 
+        // Ours alone: an existing directory (a volume, a tmpfs) is tightened too.
+        _ = chmod(stateDir, 0o700)
         let store = try Store(path: stateDir + "/fleet.db")
+        for suffix in ["", "-wal", "-shm"] { _ = chmod(stateDir + "/fleet.db" + suffix, 0o600) }
         Reaper.shared.start(subreaper: true)
 
         let quota = QuotaBoard()

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import FleetCore
+import Synchronization
 import WorkerSlot
 
 /// The control API: one route table; each handler returns a response.
@@ -73,7 +74,10 @@ struct Routes: Sendable {
                         message: "cannot scale to \(request.slots): \(configured) slots are configured",
                         hint: "add [[slot]] entries (or raise a template's count) and reload the config")
                 }
-                return jsonResponse(supervisor.scale(to: request.slots))
+                guard let result = supervisor.scale(to: request.slots) else {
+                    throw APIFailure(status: 409, message: "the fleet is stopping; nothing starts now")
+                }
+                return jsonResponse(result)
             },
             Route(method: "POST", path: "/v1/requeue", mutates: true) { r throws(APIFailure) in
                 let request = try decode(RequeueRequest.self, r)
@@ -138,6 +142,24 @@ struct Routes: Sendable {
         return request.slots
     }
 
+    /// Followers at once: streams may take at most this many of the server's
+    /// connections, so that status, health and drain always get through.
+    static let maxStreams = 16
+    private static let streams = Mutex(0)
+
+    static func admitStream() throws(APIFailure) {
+        let admitted = streams.withLock { n -> Bool in
+            guard n < maxStreams else { return false }
+            n += 1
+            return true
+        }
+        if !admitted {
+            throw APIFailure(status: 503, message: "too many followers (\(maxStreams)); try again later")
+        }
+    }
+
+    static func endStream() { streams.withLock { $0 -= 1 } }
+
     /// `limit` from the query, clamped to 1...10,000 (never trusted as given).
     private func queryLimit(_ request: HTTPRequest, default value: Int) -> Int {
         max(1, min(request.query["limit"].flatMap(Int.init) ?? value, 10_000))
@@ -175,7 +197,9 @@ struct Routes: Sendable {
             after = max(0, last - Int64(queryLimit(request, default: 10)))
         }
         let start = after
+        try Routes.admitStream()
         return HTTPResponse(streaming: "application/x-ndjson") { write in
+            defer { Routes.endStream() }
             var cursor = start
             var quiet = 0.0
             while true {
@@ -226,7 +250,9 @@ struct Routes: Sendable {
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: tail.last(bytes))
         }
+        try Routes.admitStream()
         return HTTPResponse(streaming: "application/x-ndjson") { write in
+            defer { Routes.endStream() }
             tail.follow(from: bytes, write: write)
         }
     }

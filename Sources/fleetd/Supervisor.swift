@@ -20,6 +20,8 @@ final class Supervisor: @unchecked Sendable {
     var context: SlotContext { live.withLock { $0.context } }
     private var slots: [Slot] { live.withLock { $0.slots } }
     private let desiredCount = Mutex(0)
+    /// Slots a reload removed that may still be finishing their job.
+    private let removedNames = Mutex<Set<String>>([])
     private let stopping = Atomic<Bool>(false)
     /// Keeps a Mac awake while any slot is busy (a no-op elsewhere).
     private let sleepGuard: SleepGuard
@@ -60,6 +62,15 @@ final class Supervisor: @unchecked Sendable {
                 stopGroup(identity, killAfter: killAfter)
             }
             try? store.setServerProcess(row.name, nil)
+        }
+        // Payload and MCP config files of interrupted jobs (the latter hold the token).
+        let slotsDir = config.fleet.stateDir + "/slots"
+        for slot in (try? FileManager.default.contentsOfDirectory(atPath: slotsDir)) ?? [] {
+            let dir = "\(slotsDir)/\(slot)"
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            where (file.hasPrefix("payload-") || file.hasPrefix("mcp-")) && file.hasSuffix(".json") {
+                unlink("\(dir)/\(file)")
+            }
         }
         for job in (try? store.runningJobs()) ?? [] {
             logger.notice("releasing interrupted job", ("slot", job.slot), ("job", job.id))
@@ -129,12 +140,16 @@ final class Supervisor: @unchecked Sendable {
         let context = next
 
         var added: [Slot] = []
+        var readded: [Slot] = []
         var removed: [Slot] = []
+        let earlierRemoved = removedNames.withLock { $0 }
         live.withLock { live in
             live.context = context
             for spec in config.slots {
                 if let slot = live.slots.first(where: { $0.spec.name == spec.name }) {
                     slot.update(spec: spec, context: context)
+                    // Removed by an earlier reload (maybe still finishing its job): back.
+                    if earlierRemoved.contains(spec.name) { readded.append(slot) }
                 } else {
                     let slot = Slot(spec: spec, context: context)
                     live.slots.append(slot)
@@ -142,7 +157,13 @@ final class Supervisor: @unchecked Sendable {
                 }
             }
             let names = Set(config.slots.map(\.name))
-            removed = live.slots.filter { !names.contains($0.spec.name) }
+            removed = live.slots.filter {
+                !names.contains($0.spec.name) && !earlierRemoved.contains($0.spec.name)
+            }
+        }
+        removedNames.withLock { names in
+            names.subtract(readded.map(\.spec.name))
+            names.formUnion(removed.map(\.spec.name))
         }
         let floors = Dictionary(uniqueKeysWithValues: config.slots.map { ($0.name, $0.minQuotaPct) })
         try? context.store.syncSlots(config.slots.map(\.name), floors: floors)
@@ -150,16 +171,32 @@ final class Supervisor: @unchecked Sendable {
             slot.setDesired(.down)
             logger.notice("slot removed from the config; stopping after its job", ("slot", slot.spec.name))
         }
-        for slot in added {
+        // The same checks as at start: no token shared with another slot.
+        let refused = slotsSharingAToken()
+        var startedCount = 0
+        for slot in added + readded {
+            if let other = refused[slot.spec.name] {
+                slot.refuse("its token is the same as slot \(other)'s; each slot needs its own token")
+                continue
+            }
+            slot.setDesired(.up)
             slot.start()
+            startedCount += 1
             logger.notice("slot added by the config", ("slot", slot.spec.name))
         }
-        desiredCount.withLock { $0 = max(0, $0 + added.count - removed.count) }
-        // Forget removed slots once they have stopped.
+        desiredCount.withLock { $0 = max(0, $0 + startedCount - removed.count) }
+        // Forget removed slots once they have stopped, unless a later reload brought them back.
         let gone = removed
         startThread { [self] in
             for slot in gone where slot.isRunning { slot.finished.wait(seconds: 86400) }
-            live.withLock { live in live.slots.removeAll { s in gone.contains { $0 === s } } }
+            let forget = removedNames.withLock { names -> Set<String> in
+                let forget = Set(gone.map(\.spec.name)).intersection(names)
+                names.subtract(forget)
+                return forget
+            }
+            live.withLock { live in
+                live.slots.removeAll { s in forget.contains(s.spec.name) && gone.contains { $0 === s } }
+            }
         }
         try? context.store.event(
             slot: nil, kind: "config_reloaded",
@@ -238,6 +275,9 @@ final class Supervisor: @unchecked Sendable {
         #endif
     }
 
+    /// True once a shutdown has begun: nothing starts any more.
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
     /// Every configured slot's name, in config order.
     var slotNames: [String] { slots.map(\.spec.name) }
 
@@ -283,7 +323,8 @@ final class Supervisor: @unchecked Sendable {
     /// Runs `n` of the configured slots, persisted until the config's `slots` changes.
     /// Up starts slots in config order; down drains idle slots first (reverse config
     /// order), then busy ones, which finish their job (DESIGN.md, decisions 4 and 5).
-    func scale(to n: Int) -> ScaleResult {
+    func scale(to n: Int) -> ScaleResult? {
+        guard !isStopping else { return nil }
         let result = desiredCount.withLock { count -> ScaleResult in
             count = n
             var started: [String] = []

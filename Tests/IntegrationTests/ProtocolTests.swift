@@ -306,4 +306,62 @@ final class ProtocolTests: XCTestCase {
         try eventually("idle after restart") { try slot(fleet)["state"] as? String == "idle" }
         XCTAssertEqual(try fleet.ctl(["health"]).status, 0)
     }
+
+    /// One refused lease renewal (a transient tool error) does not kill a working agent.
+    func testATransientRenewalErrorKeepsTheAgent() throws {
+        let world = try FleetScenario(tag: "renew1", slots: 1)
+        defer { world.cleanup() }
+        let fleet = try world.fleet()
+        try fleet.start()
+        defer { fleet.stop() }
+        try world.standin.admin(["fault", "--tool", "job_heartbeat", "--kind", "is_error", "--count", "1"])
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "sleep", "seconds": 4])
+        let rows = try world.waitTerminal(ids)
+        XCTAssertEqual(rows.first?["status"] as? String, "DONE")
+        XCTAssertEqual(rows.first?["claim_count"] as? Int, 1)
+    }
+
+    /// Renewals that keep failing: retries back off, and the agent is stopped once the lease
+    /// has run out, so the job never runs twice at once (here: in two slots of one fleet).
+    func testAnExpiredLeaseStopsTheAgent() throws {
+        let world = try FleetScenario(tag: "renewx", slots: 2, lease: 3)
+        defer { world.cleanup() }
+        let fleet = try world.fleet()
+        try fleet.start()
+        defer { fleet.stop() }
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", product: world.product,
+            script: ["mode": "sleep", "seconds": 12])
+        try eventually("busy") {
+            (try fleet.status()["slots"] as? [[String: Any]] ?? []).contains {
+                $0["state"] as? String == "busy"
+            }
+        }
+        let faultAt = Date()
+        try world.standin.admin(["fault", "--tool", "job_heartbeat", "--kind", "reset", "--count", "3"])
+        let rows = try world.waitTerminal(ids, timeout: 120)
+        XCTAssertTrue(["DONE", "FAILED"].contains(rows.first?["status"] as? String ?? ""), "\(rows)")
+        // The runs of the job never overlap.
+        let text = (try? String(contentsOfFile: world.agentLog, encoding: .utf8)) ?? ""
+        var runs: [String: (start: String, end: String?)] = [:]
+        for line in text.split(separator: "\n") {
+            guard let e = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let pid = e["pid"].map({ "\($0)" })
+            else { continue }
+            if e["event"] as? String == "start" { runs[pid] = (e["start"] as? String ?? "", nil) }
+            if e["event"] as? String == "end" { runs[pid]?.end = e["end"] as? String }
+        }
+        let ordered = runs.values.sorted { $0.start < $1.start }
+        XCTAssertGreaterThanOrEqual(ordered.count, 2, "the job ran again after the lease ran out")
+        for (a, b) in zip(ordered, ordered.dropFirst()) {
+            XCTAssertNotNil(a.end, "a run with no end before the next started")
+            XCTAssertLessThanOrEqual(a.end ?? "~", b.start, "runs overlap: \(a) and \(b)")
+        }
+        let renewals = try
+            (world.standin.admin(["calls", "--tool", "job_heartbeat"]) as? [[String: Any]] ?? [])
+            .filter { ($0["at"] as? String ?? "") >= ISO8601DateFormatter().string(from: faultAt) }
+        XCTAssertLessThan(renewals.count, 30, "renewal retries without backoff: \(renewals.count)")
+    }
 }

@@ -267,9 +267,11 @@ public final class Store: @unchecked Sendable {
         try locked {
             let previous = try db.transaction { () throws -> String? in
                 let previous = try self.outcome(of: jobId)
+                // Only this slot's claim: a job that came back and went to another slot of
+                // the fleet belongs to that slot's record now.
                 try db.run(
-                    "UPDATE jobs SET outcome = ?, error = ?, finished_at = ? WHERE id = ?", outcome, error,
-                    date, jobId)
+                    "UPDATE jobs SET outcome = ?, error = ?, finished_at = ? WHERE id = ? AND slot = ?",
+                    outcome, error, date, jobId, slot)
                 try db.run(
                     """
                     UPDATE slots SET state = ?, job_id = NULL, agent_pid = NULL, agent_start = NULL, since = ?

@@ -56,6 +56,12 @@ public enum ToolFailure: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// True for a refusal that says the job belongs to another token.
+    public var isPermissionDenied: Bool {
+        if case .permissionDenied = self { return true }
+        return false
+    }
+
     /// True for a refusal that means the job was cancelled.
     public var isCancellation: Bool {
         if case .jobCancelled = self { return true }

@@ -55,9 +55,11 @@ final class Connection: @unchecked Sendable {
         switch config.scrum4me.transport {
         case .stdio:
             let env = try serverEnvironment(slot: slot, token: token, instanceId: instanceId, home: home)
-            try makeDirectories(context.serverLogDir)
+            // Logging degrades, supervision goes on: no log file is no reason not to run.
+            try? makeDirectories(context.serverLogDir)
             let logPath = "\(context.serverLogDir)/\(spec.name).log"
             let logFD = Posix.open(logPath, O_WRONLY | O_CREAT | O_APPEND)
+            if logFD < 0 { LogHealth.recordFailure() }
             defer { if logFD >= 0 { Posix.close(logFD) } }
             let request = SpawnRequest(
                 executable: config.scrum4me.command[0], arguments: Array(config.scrum4me.command.dropFirst()),

@@ -19,6 +19,8 @@ final class RunningAgent: @unchecked Sendable {
     private let tail = Mutex<[UInt8]>([])
     private let pumps = DispatchGroupBox()
     static let tailLimit = 2048
+    /// The start of the error recorded when an agent could not be started.
+    static let didNotStart = "agent did not start"
 
     private init(child: Child) {
         self.child = child
@@ -27,7 +29,7 @@ final class RunningAgent: @unchecked Sendable {
     /// Starts the agent in its own session; stdout and stderr go to `logPath` (up to
     /// `cap` bytes, the rest counted and dropped), stderr's tail is kept for errors.
     static func start(_ launch: AgentLaunch, logPath: String, cap: Int) throws -> RunningAgent {
-        try makeDirectories(directoryOf(logPath))
+        try? makeDirectories(directoryOf(logPath))
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         var out: [Int32] = [0, 0]
         var err: [Int32] = [0, 0]

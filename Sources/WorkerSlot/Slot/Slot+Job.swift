@@ -20,9 +20,14 @@ extension Slot {
     /// Step 5 and 6: record the claim, run the agent with lease renewal, settle the job.
     /// `answeredAt` is when the claim answer arrived (realtime ns), for the per-job
     /// overhead benchmark: it is logged with the agent's spawn.
-    func runJob(_ claim: Claim, _ conn: Connection, answeredAt: UInt64) {
+    /// Returns false when the agent could not even start (a full disk, a missing program):
+    /// the loop then backs off instead of claiming job after job it cannot run.
+    @discardableResult
+    func runJob(_ claim: Claim, _ conn: Connection, answeredAt: UInt64) -> Bool {
         let now = Date()
-        let ref = JobRef(id: claim.jobId, kind: claim.kind, since: now)
+        let ref = JobRef(
+            id: claim.jobId, kind: claim.kind, since: now,
+            leaseUntil: claim.payload["lease_until"]?.string.flatMap(Timestamp.parse))
         state.withLock {
             $0.job = ref
             $0.abortJob = false
@@ -59,6 +64,7 @@ extension Slot {
         }
         log.notice(
             "job finished", ("outcome", outcome.rawValue), ("detail", detail.map { String($0.prefix(200)) }))
+        return !(detail?.hasPrefix(RunningAgent.didNotStart) ?? false)
     }
 
     private func execute(_ claim: Claim, _ conn: Connection, _ log: Logger, answeredAt: UInt64) -> (
@@ -89,7 +95,7 @@ extension Slot {
         } catch {
             // The agent never started: the job can be retried elsewhere, so let it lapse.
             log.error("agent did not start", ("error", error))
-            return (.released, "agent did not start: \(error)")
+            return (.released, "\(RunningAgent.didNotStart): \(error)")
         }
         try? context.store.recordAgent(
             slot: spec.name, jobId: claim.jobId, process: ProcessIdentity.of(pid: agent.child.pid))
@@ -97,7 +103,10 @@ extension Slot {
 
         var conn = conn
         let ending = superviseAgent(agent, claim, &conn, log)
+        // What the agent left running in its process group (background jobs) goes with it.
+        agent.child.signalGroup(SIGTERM)
         agent.finishOutput()
+        agent.child.signalGroup(SIGKILL)
         return settle(claim, conn, agent, ending, log)
     }
 
@@ -121,6 +130,9 @@ extension Slot {
         var nextRenewal = started + leaseInterval
         let killAfter = context.config.fleet.killTimeout
         var renewing = true
+        // Renewal retries back off (never a tight loop), from 1 s up to the interval.
+        var retry = Backoff(min: min(1, leaseInterval), max: max(leaseInterval, 1))
+        var leaseDeadline = deadline(of: claim.payload["lease_until"], fallback: started + leaseInterval * 5)
 
         while true {
             if let status = agent.child.wait(seconds: 0.2) { return .exited(status) }
@@ -136,10 +148,21 @@ extension Slot {
                 agent.child.stop(killAfter: killAfter)
                 return .timedOut
             }
+            // A lease we could not renew in time: the server may already hand the job to
+            // another worker, so this agent must stop (never two agents on one job).
+            // Stop a renewal interval before the end: the server requeues the job the
+            // moment the lease passes, and another worker may claim it at once.
+            if renewing, now > leaseDeadline - leaseInterval {
+                log.warning("lease expired without renewal; stopping agent")
+                agent.child.stop(killAfter: killAfter)
+                return .lostJob("lease expired while the server could not be reached")
+            }
             guard now >= nextRenewal, renewing else { continue }
             nextRenewal = now + leaseInterval
             do {
                 let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
+                retry.reset()
+                leaseDeadline = deadline(of: lease["lease_until"], fallback: now + leaseInterval * 5)
                 if let until = lease["lease_until"]?.string.flatMap(Timestamp.parse) {
                     state.withLock { $0.job?.leaseUntil = until }
                 }
@@ -149,36 +172,55 @@ extension Slot {
                     return .lostJob("sprint run \(sprint)")
                 }
             } catch .tool(let failure) {
-                // Refused: finished by the agent's own report (the agent exits on its
-                // own), or no longer ours (cancelled, requeued): then stop working on it.
+                // Refused. Finished by the agent's own report: it exits on its own. No
+                // longer ours (cancelled, requeued, another token's): stop working on it.
+                // Anything else may be transient: retry, bounded by the lease.
                 let serverState = try? conn.api.jobStatus(jobId: claim.jobId)
                 if let serverState, ["DONE", "FAILED", "SKIPPED"].contains(serverState) {
                     renewing = false
                     continue
                 }
+                if serverState == "CANCELLED" || failure.isCancellation {
+                    log.warning("job cancelled; stopping agent", ("reason", failure))
+                    agent.child.stop(killAfter: killAfter)
+                    return .cancelled("\(failure)")
+                }
+                let ours = serverState == "CLAIMED" || serverState == "RUNNING"
+                if !ours || failure.isPermissionDenied {
+                    log.warning(
+                        "lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
+                    agent.child.stop(killAfter: killAfter)
+                    return .lostJob("\(failure)")
+                }
+                let delay = retry.next()
                 log.warning(
-                    "lease refused; stopping agent", ("reason", failure), ("server_state", serverState))
-                agent.child.stop(killAfter: killAfter)
-                if serverState == "CANCELLED" || failure.isCancellation { return .cancelled("\(failure)") }
-                return .lostJob("\(failure)")
+                    "lease renewal refused; retrying", ("reason", failure),
+                    ("retry_in", formatDuration(delay)))
+                nextRenewal = now + delay
             } catch {
                 // Transport trouble (the server died, a reset): keep the agent and
-                // reconnect, so the lease does not lapse under a working agent.
-                log.warning("lease renewal failed", ("error", error))
+                // reconnect with backoff, so the lease does not lapse under a working agent.
+                let delay = retry.next()
+                log.warning("lease renewal failed", ("error", error), ("retry_in", formatDuration(delay)))
                 conn.markBroken()
+                nextRenewal = now + delay
                 do {
                     let fresh = try Connection.open(slot: self)
                     conn.close(killAfter: killAfter)
                     conn = fresh
                     replacement.withLock { $0 = fresh }
                     state.withLock { $0.instanceId = fresh.instanceId }
-                    nextRenewal = monotonicSeconds()
                 } catch {
                     log.warning("reconnect during a job failed", ("error", error))
-                    nextRenewal = now + min(leaseInterval, 5)
                 }
             }
         }
+    }
+
+    /// The monotonic time of an ISO-8601 `lease_until`, or `fallback`.
+    private func deadline(of leaseUntil: JSONValue?, fallback: Double) -> Double {
+        guard let until = leaseUntil?.string.flatMap(Timestamp.parse) else { return fallback }
+        return monotonicSeconds() + until.timeIntervalSinceNow
     }
 
     /// Step 6: ask the server, report what the agent did not, record the outcome.

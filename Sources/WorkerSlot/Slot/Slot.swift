@@ -255,7 +255,8 @@ public final class Slot: @unchecked Sendable {
                     rejectToken(error)
                     continue
                 } catch {
-                    failed("connect: \(error)", &backoff)
+                    let text = "\(error)"
+                    failed(text.hasPrefix("connect") ? text : "connect: \(text)", &backoff)
                     continue
                 }
             }
@@ -349,7 +350,10 @@ public final class Slot: @unchecked Sendable {
         }
         guard case .claimed(let claim) = result else { return }
         countJobStarted()
-        runJob(claim, conn, answeredAt: realtimeNanoseconds())
+        if !runJob(claim, conn, answeredAt: realtimeNanoseconds()) {
+            // Counted as a failure: backoff, then `failed` after the budget (health says so).
+            throw .tool(.other("\(RunningAgent.didNotStart); not claiming until it can"))
+        }
     }
 }
 

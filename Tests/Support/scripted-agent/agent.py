@@ -326,6 +326,9 @@ def main() -> None:
     if isinstance(attempts, list) and attempts:
         mode = str(attempts[min(int(payload.get("retry_count") or 0), len(attempts) - 1)])
     run_log("start", mode=mode, kind=payload.get("kind"))
+    # A run stopped with TERM logs its end too, so tests can see runs never overlap.
+    if mode != "hang_ignore_term":
+        signal.signal(signal.SIGTERM, lambda *_: finish(143, "terminated"))
     emit({"type": "system", "subtype": "init", "session_id": _session, "cwd": os.getcwd(),
           "model": (payload.get("config") or {}).get("model"), "tools": [], "mcp_servers": [],
           "job_id": _job_id, "mode": mode})
