@@ -364,4 +364,26 @@ final class ProtocolTests: XCTestCase {
             .filter { ($0["at"] as? String ?? "") >= ISO8601DateFormatter().string(from: faultAt) }
         XCTAssertLessThan(renewals.count, 30, "renewal retries without backoff: \(renewals.count)")
     }
+
+    /// An agent that cannot start (a full disk, a missing program) does not burn through
+    /// the queue: the slot backs off, then fails, and health says so.
+    func testAnAgentThatCannotStartStopsTheSlotClaiming() throws {
+        let world = try FleetScenario(tag: "nostart", slots: 1)
+        defer { world.cleanup() }
+        let ids = try world.standin.enqueue(
+            user: world.user, kind: "IDEA_GRILL", count: 6, product: world.product)
+        let fleet = try world.fleet(
+            world.config(agentCommand: ["/nonexistent/agent"], extraFleet: "restart_budget = 3"))
+        try fleet.start()
+        defer { fleet.stop() }
+        try eventually("slot failed", timeout: 60) {
+            (try fleet.status()["slots"] as? [[String: Any]])?.first?["state"] as? String == "failed"
+        }
+        let error = (try fleet.status()["slots"] as? [[String: Any]])?.first?["last_error"] as? String ?? ""
+        XCTAssertTrue(error.contains("agent did not start"), error)
+        let claimed = try world.standin.jobs().filter { ids.contains($0["id"] as? String ?? "") }
+            .reduce(0) { $0 + ($1["claim_count"] as? Int ?? 0) }
+        XCTAssertLessThanOrEqual(claimed, 3, "claimed \(claimed) jobs it could not run")
+        XCTAssertEqual(try fleet.ctl(["health"]).status, 1)
+    }
 }
