@@ -86,6 +86,13 @@ enum CLI {
         case "events": code = Streams.events(options, rest)
         case "logs": code = Streams.logs(options, rest)
         case "quota": code = Quota.run(options, rest)
+        case "__slots":
+            // For shell completion: the configured slots' names, one a line.
+            if let (status, _) = try? CLI.call("GET", "/v1/status", body: nil, options, as: FleetStatus.self)
+            {
+                status.slots.forEach { print($0.name) }
+            }
+            code = .ok
         case "completion":
             guard rest.count == 1, let script = completionScript(rest[0]) else {
                 usageError("completion needs bash or zsh")

@@ -104,19 +104,27 @@ func completionScript(_ shell: String) -> String? {
     case "bash":
         return """
             _fleetctl() {
-                local cur=${COMP_WORDS[COMP_CWORD]}
-                if [ "$COMP_CWORD" -eq 1 ]; then
-                    COMPREPLY=($(compgen -W "\(verbs)" -- "$cur"))
-                else
-                    case "${COMP_WORDS[1]}" in
-                        drain|undrain|restart|logs)
-                            local slots=$(fleetctl status --json 2>/dev/null | sed -n 's/^ *"name" *: *"\\(.*\\)",*$/\\1/p')
-                            COMPREPLY=($(compgen -W "$slots --all --wait --now -f" -- "$cur")) ;;
-                        completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
-                        help) COMPREPLY=($(compgen -W "\(verbs)" -- "$cur")) ;;
-                        *) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+                local cur=${COMP_WORDS[COMP_CWORD]} verb="" opts=() i
+                # Global options before the verb; pass --socket/--config on to fleetctl.
+                for ((i = 1; i < COMP_CWORD; i++)); do
+                    case "${COMP_WORDS[i]}" in
+                        --socket|--config|--timeout) opts+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}"); ((i++)) ;;
+                        -*) ;;
+                        *) verb=${COMP_WORDS[i]}; break ;;
                     esac
+                done
+                if [ -z "$verb" ]; then
+                    COMPREPLY=($(compgen -W "\(verbs)" -- "$cur"))
+                    return
                 fi
+                case "$verb" in
+                    drain|undrain|restart|logs)
+                        local slots=$(fleetctl "${opts[@]}" __slots 2>/dev/null)
+                        COMPREPLY=($(compgen -W "$slots --all --wait --now -f" -- "$cur")) ;;
+                    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
+                    help) COMPREPLY=($(compgen -W "\(verbs)" -- "$cur")) ;;
+                    *) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+                esac
             }
             complete -F _fleetctl fleetctl
             """
@@ -125,7 +133,7 @@ func completionScript(_ shell: String) -> String? {
             #compdef fleetctl
             _fleetctl() {
                 local -a verbs
-                verbs=(\(verbHelp.map { "'\($0.name):\($0.summary.replacing("'", with: ""))'" }.joined(separator: " ")))
+                verbs=(\(verbHelp.map { "'\($0.name):\($0.summary.replacing("'", with: "'\\''"))'" }.joined(separator: " ")))
                 if (( CURRENT == 2 )); then
                     _describe 'verb' verbs
                 else

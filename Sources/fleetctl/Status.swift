@@ -33,8 +33,22 @@ enum Status {
             return .ok
         } catch {
             let code = CLI.report(error)
-            if code == .notRunning, let offline = offlineStatus(options) {
-                show(offline, options)
+            if code == .notRunning {
+                if let offline = offlineStatus(options) {
+                    show(offline, options)
+                } else {
+                    // No database either: say so, and keep --json parseable.
+                    writeErr(
+                        "fleetctl: no state database at \(stateDatabasePath(options)); nothing recorded yet\n"
+                    )
+                    if options.json {
+                        let info = FleetInfo(
+                            name: CLI.loadConfig(options)?.fleet.name ?? "-", version: "-", pid: 0,
+                            startedAt: Date(timeIntervalSince1970: 0), desiredSlots: 0, runningSlots: 0,
+                            configuredSlots: 0, jobsDone: 0, jobsFailed: 0)
+                        CLI.printJSON(FleetStatus(fleet: info, quota: nil, slots: [], offline: true))
+                    }
+                }
             }
             return code
         }
@@ -68,10 +82,13 @@ enum Status {
         }
     }
 
+    static func stateDatabasePath(_ options: GlobalOptions) -> String {
+        (CLI.loadConfig(options)?.fleet.stateDir ?? DefaultPaths.stateDir) + "/fleet.db"
+    }
+
     /// The last state from the database, read-only, when the daemon is down.
     static func offlineStatus(_ options: GlobalOptions) -> FleetStatus? {
-        let stateDir = CLI.loadConfig(options)?.fleet.stateDir ?? DefaultPaths.stateDir
-        let path = stateDir + "/fleet.db"
+        let path = stateDatabasePath(options)
         guard FileManager.default.fileExists(atPath: path), let store = try? Store(readOnlyPath: path) else {
             return nil
         }

@@ -94,6 +94,10 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("complete -F _fleetctl fleetctl"))
         r = try fleet.ctl(["completion", "zsh"])
         XCTAssertTrue(r.stdout.contains("#compdef fleetctl"))
+        XCTAssertTrue(
+            r.stdout.contains("'restart:restart a slot'\\''s server connection"), "apostrophes survive")
+        r = try fleet.ctl(["__slots"])
+        XCTAssertEqual(r.stdout, "s1\ns2\n", "completion offers slot names only")
         r = try fleet.ctl(["frobnicate"])
         XCTAssertEqual(r.status, 2)
         XCTAssertTrue(r.stderr.contains("unknown verb frobnicate"))
