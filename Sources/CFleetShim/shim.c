@@ -2,6 +2,9 @@
 #include "CFleetShim.h"
 
 #include <errno.h>
+#if defined(__linux__)
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -216,4 +219,12 @@ int fleet_spawn_setup(const char *path, char *const argv[], char *const envp[], 
     }
     *pid = child;
     return 0;
+}
+
+void fleet_limit_malloc_arenas(int arenas) {
+#if defined(__linux__)
+    mallopt(M_ARENA_MAX, arenas);
+#else
+    (void)arenas;
+#endif
 }

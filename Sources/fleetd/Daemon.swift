@@ -83,6 +83,7 @@ enum Daemon {
         let logger = Logger(level: config.fleet.logLevel, format: config.fleet.logFormat)
 
         signal(SIGPIPE, SIG_IGN)
+        Posix.limitMallocArenas(2)
         do {
             try run(config, logger)
         } catch {

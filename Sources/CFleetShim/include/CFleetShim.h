@@ -33,6 +33,10 @@ typedef struct {
 int fleet_spawn_setup(const char *path, char *const argv[], char *const envp[], const char *cwd,
                       int fd_in, int fd_out, int fd_err, const fleet_child_setup *setup, pid_t *pid);
 
+/// Caps glibc's malloc arenas (Linux; no-op elsewhere): fleetd runs many short-lived
+/// threads, and one arena per thread would keep each one's high-water mark.
+void fleet_limit_malloc_arenas(int arenas);
+
 /// Peer credentials of a connected Unix socket. Returns 0 or an errno value.
 int fleet_peer_uid(int fd, uid_t *uid, pid_t *pid);
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CFleetShim
 
 /// Plain POSIX calls under names that methods called `open` or `close` cannot shadow.
 public enum Posix {
@@ -44,5 +45,11 @@ public enum Posix {
     /// `writeAll` for an array of bytes.
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { writeAll(fd, $0) }
+    }
+
+    /// Caps malloc's arenas (glibc; a no-op elsewhere): many short-lived threads would
+    /// otherwise each keep an arena's high-water mark.
+    public static func limitMallocArenas(_ arenas: Int32) {
+        fleet_limit_malloc_arenas(arenas)
     }
 }
