@@ -85,7 +85,8 @@ rm -f "$W/go"
 fleet_rate=$(median_col fleet 1) fleet_cpu=$(median_col fleet 2) fleet_standin_cpu=$(median_col fleet 3)
 standin_rate=$(median_col standin 1) standin_cpu=$(median_col standin 3)
 own_rate=$(median_col fountain 1) own_cpu=$(median_col fountain 2)
-share=$(python3 -c "print(f'{$fleet_rate / $standin_rate * 100:.0f}')")
+# A smoke run's one-second window may see no job finish at all: never divide by zero.
+share=$(python3 -c "r = $standin_rate; print(f'{$fleet_rate / r * 100:.0f}' if r else 'n/a')")
 v=$(python3 -c "print('met' if $fleet_rate >= 0.8 * $standin_rate and $own_rate >= 3 * $fleet_rate else 'MISSED')")
 echo "fleet + stand-in: $fleet_rate jobs/min (fleetd CPU $fleet_cpu%, stand-in CPU $fleet_standin_cpu% of a core)"
 echo "stand-in alone (driver): $standin_rate jobs/min (stand-in CPU $standin_cpu%); fleet reaches $share% of it"
