@@ -127,12 +127,16 @@ extension Slot {
     ) -> AgentEnding {
         let started = monotonicSeconds()
         let leaseInterval = context.config.scrum4me.leaseInterval
-        var nextRenewal = started + leaseInterval
+        var nextRenewal = started
         let killAfter = context.config.fleet.killTimeout
         var renewing = true
         // Renewal retries back off (never a tight loop), from 1 s up to the interval.
         var retry = Backoff(min: min(1, leaseInterval), max: max(leaseInterval, 1))
         var leaseDeadline = deadline(of: claim.payload["lease_until"], fallback: started + leaseInterval * 5)
+        // Renew at least three times per lease, whatever `lease_interval` says, and keep
+        // a margin of one renewal period before the lease's end.
+        var period = min(leaseInterval, max(0.1, (leaseDeadline - started) / 3))
+        nextRenewal = started + period
 
         while true {
             if let status = agent.child.wait(seconds: 0.2) { return .exited(status) }
@@ -152,17 +156,18 @@ extension Slot {
             // another worker, so this agent must stop (never two agents on one job).
             // Stop a renewal interval before the end: the server requeues the job the
             // moment the lease passes, and another worker may claim it at once.
-            if renewing, now > leaseDeadline - leaseInterval {
+            if renewing, now > leaseDeadline - period {
                 log.warning("lease expired without renewal; stopping agent")
                 agent.child.stop(killAfter: killAfter)
                 return .lostJob("lease expired while the server could not be reached")
             }
             guard now >= nextRenewal, renewing else { continue }
-            nextRenewal = now + leaseInterval
+            nextRenewal = now + period
             do {
                 let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
                 retry.reset()
                 leaseDeadline = deadline(of: lease["lease_until"], fallback: now + leaseInterval * 5)
+                period = min(leaseInterval, max(0.1, (leaseDeadline - now) / 3))
                 if let until = lease["lease_until"]?.string.flatMap(Timestamp.parse) {
                     state.withLock { $0.job?.leaseUntil = until }
                 }
@@ -219,7 +224,11 @@ extension Slot {
 
     /// The monotonic time of an ISO-8601 `lease_until`, or `fallback`.
     private func deadline(of leaseUntil: JSONValue?, fallback: Double) -> Double {
-        guard let until = leaseUntil?.string.flatMap(Timestamp.parse) else { return fallback }
+        // A lease that looks already over right after the server set it means the clocks
+        // disagree: then trust our own count, never stop an agent for a skewed clock.
+        guard let until = leaseUntil?.string.flatMap(Timestamp.parse), until.timeIntervalSinceNow > 0 else {
+            return fallback
+        }
         return monotonicSeconds() + until.timeIntervalSinceNow
     }
 
