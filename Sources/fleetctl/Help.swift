@@ -99,6 +99,9 @@ let verbHelp: [VerbHelp] = [
 
 /// `fleetctl completion bash|zsh`.
 func completionScript(_ shell: String) -> String? {
+    // zsh's single quotes cannot hold a quote: close, escape it, reopen.
+    let zshVerbs = verbHelp.map { "'\($0.name):\($0.summary.replacing("'", with: "'\\''"))'" }
+        .joined(separator: " ")
     let verbs = verbHelp.map(\.name).joined(separator: " ")
     switch shell {
     case "bash":
@@ -133,7 +136,7 @@ func completionScript(_ shell: String) -> String? {
             #compdef fleetctl
             _fleetctl() {
                 local -a verbs
-                verbs=(\(verbHelp.map { "'\($0.name):\($0.summary.replacing("'", with: "'\\''"))'" }.joined(separator: " ")))
+                verbs=(\(zshVerbs))
                 if (( CURRENT == 2 )); then
                     _describe 'verb' verbs
                 else

@@ -116,8 +116,10 @@ enum Status {
         if status.offline == true {
             lines.append("OFFLINE: fleetd is not running; last recorded state from the database")
         } else {
+            let slots = "slots \(f.runningSlots)/\(f.desiredSlots) of \(f.configuredSlots)"
+            let jobs = "jobs done \(f.jobsDone) failed \(f.jobsFailed)"
             lines.append(
-                "fleet \(f.name)  version \(f.version)  pid \(f.pid)  up \(age(f.startedAt) ?? "-")  slots \(f.runningSlots)/\(f.desiredSlots) of \(f.configuredSlots)  jobs done \(f.jobsDone) failed \(f.jobsFailed)"
+                "fleet \(f.name)  version \(f.version)  pid \(f.pid)  up \(age(f.startedAt) ?? "-")  \(slots)  \(jobs)"
             )
         }
         if let q = status.quota {
@@ -149,9 +151,8 @@ enum Status {
             }
         }
         for s in status.slots where s.state == .standby {
-            lines.append(
-                "\(s.name): standby until \(s.resumesAt.map(Timestamp.iso8601) ?? "-"): \(s.standbyReason ?? "below its quota floor")"
-            )
+            let until = s.resumesAt.map(Timestamp.iso8601) ?? "-"
+            lines.append("\(s.name): standby until \(until): \(s.standbyReason ?? "below its quota floor")")
         }
         return lines.joined(separator: "\n")
     }

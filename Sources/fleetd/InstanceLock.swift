@@ -12,7 +12,8 @@ struct InstanceLock: Sendable {
     struct Held: Error, CustomStringConvertible {
         let path: String
         var description: String {
-            "another fleetd holds \(path): only one daemon may use a state directory; stop it first (fleetctl status shows it)"
+            "another fleetd holds \(path): only one daemon may use a state directory; "
+                + "stop it first (fleetctl status shows it)"
         }
     }
 

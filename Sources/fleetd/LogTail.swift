@@ -38,6 +38,7 @@ struct LogTail: Sendable {
         defer { Posix.close(fd) }
         var offset = max(0, Int(lseek(fd, 0, SEEK_END)) - max(0, count))
         var quiet = 0.0
+        let pause = Signal()
         while true {
             let chunk = read(fd, from: offset, max: 32768)
             if chunk.isEmpty {
@@ -46,7 +47,7 @@ struct LogTail: Sendable {
                     quiet = 0
                     guard write([10]) else { return }
                 }
-                Signal().wait(seconds: 0.2)
+                pause.wait(seconds: 0.2)
                 continue
             }
             offset += chunk.count

@@ -187,20 +187,23 @@ struct Routes: Sendable {
         var after = request.query["after"].flatMap(Int64.init) ?? 0
         if request.query["follow"] == nil {
             do {
-                let all = try store.events(after: after, limit: 10_000)
-                return jsonResponse(Array(all.suffix(queryLimit(request, default: 100))))
+                return jsonResponse(
+                    try store.latestEvents(after: after, limit: queryLimit(request, default: 100)))
             } catch {
                 throw APIFailure(status: 500, message: "read events: \(error)")
             }
         }
-        if after == 0, let last = try? store.events(after: 0, limit: 1_000_000).last?.id {
-            after = max(0, last - Int64(queryLimit(request, default: 10)))
+        // A new follower first gets the last few events, then the live ones.
+        if after == 0, let first = try? store.latestEvents(limit: queryLimit(request, default: 10)).first?.id
+        {
+            after = first - 1
         }
         let start = after
         try Routes.admitStream()
         return HTTPResponse(streaming: "application/x-ndjson") { write in
             defer { Routes.endStream() }
             var cursor = start
+            let pause = Signal()
             var quiet = 0.0
             while true {
                 let batch = (try? store.events(after: cursor, limit: 500)) ?? []
@@ -216,7 +219,7 @@ struct Routes: Sendable {
                         quiet = 0
                         guard write([10]) else { return }
                     }
-                    Signal().wait(seconds: 0.2)
+                    pause.wait(seconds: 0.2)
                 }
             }
         }

@@ -414,6 +414,22 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// The newest `limit` events after `id`, oldest first (one indexed read, however long
+    /// the log is).
+    public func latestEvents(after id: Int64 = 0, limit: Int) throws -> [EventRecord] {
+        try locked {
+            try db.all(
+                "SELECT id, at, slot, job, kind, detail FROM events WHERE id > ? ORDER BY id DESC LIMIT ?",
+                id,
+                limit
+            ) { r in
+                EventRecord(
+                    id: r.int64(0), at: r.date(1) ?? Date(), slot: r.string(2), job: r.string(3),
+                    kind: r.string(4) ?? "", detail: r.string(5))
+            }.reversed()
+        }
+    }
+
     /// `PRAGMA integrity_check`'s answer ("ok" when sound).
     public func integrityCheck() throws -> String {
         try locked { try db.all("PRAGMA integrity_check") { $0.string(0) ?? "" }.joined(separator: "; ") }

@@ -132,7 +132,8 @@ extension Slot {
         var renewing = true
         // Renewal retries back off (never a tight loop), from 1 s up to the interval.
         var retry = Backoff(min: min(1, leaseInterval), max: max(leaseInterval, 1))
-        var leaseDeadline = deadline(of: claim.payload["lease_until"], fallback: started + leaseInterval * 5)
+        // The claim's lease, parsed once when the job was recorded.
+        var leaseDeadline = deadline(of: currentJob?.leaseUntil, fallback: started + leaseInterval * 5)
         // Renew at least three times per lease, whatever `lease_interval` says, and keep
         // a margin of one renewal period before the lease's end.
         var period = min(leaseInterval, max(0.1, (leaseDeadline - started) / 3))
@@ -166,11 +167,10 @@ extension Slot {
             do {
                 let lease = try conn.api.jobHeartbeat(jobId: claim.jobId)
                 retry.reset()
-                leaseDeadline = deadline(of: lease["lease_until"], fallback: now + leaseInterval * 5)
+                let until = lease["lease_until"]?.string.flatMap(Timestamp.parse)
+                leaseDeadline = deadline(of: until, fallback: now + leaseInterval * 5)
                 period = min(leaseInterval, max(0.1, (leaseDeadline - now) / 3))
-                if let until = lease["lease_until"]?.string.flatMap(Timestamp.parse) {
-                    state.withLock { $0.job?.leaseUntil = until }
-                }
+                if let until { state.withLock { $0.job?.leaseUntil = until } }
                 if let sprint = lease["sprint_run_status"]?.string, sprint != "RUNNING" {
                     log.notice("sprint run no longer running", ("sprint_status", sprint))
                     agent.child.stop(killAfter: killAfter)
@@ -222,11 +222,11 @@ extension Slot {
         }
     }
 
-    /// The monotonic time of an ISO-8601 `lease_until`, or `fallback`.
-    private func deadline(of leaseUntil: JSONValue?, fallback: Double) -> Double {
+    /// The monotonic time of the server's `lease_until`, or `fallback`.
+    private func deadline(of until: Date?, fallback: Double) -> Double {
         // A lease that looks already over right after the server set it means the clocks
         // disagree: then trust our own count, never stop an agent for a skewed clock.
-        guard let until = leaseUntil?.string.flatMap(Timestamp.parse), until.timeIntervalSinceNow > 0 else {
+        guard let until, until.timeIntervalSinceNow > 0 else {
             return fallback
         }
         return monotonicSeconds() + until.timeIntervalSinceNow
